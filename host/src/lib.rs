@@ -1,0 +1,11 @@
+//! dshost: a plugin-host runtime for real-time video analytics.
+//!
+//! Data flows sources -> pipeline -> object metadata -> compact frame ->
+//! strategies (sandboxed WebAssembly) -> alerts -> sinks. The modules follow
+//! that order.
+
+pub mod alerts;
+pub mod config;
+pub mod frame;
+pub mod paths;
+pub mod strategy;

@@ -1,0 +1,151 @@
+//! A loaded strategy component: compiled, checked against the contract,
+//! linked into an `InstancePre`, and described.
+
+use wasmtime::component::{Component, InstancePre};
+use wasmtime::Store;
+
+use super::bindings::{HandlerIndices, StateIndices, StrategyInfo, HANDLER_INTERFACE, STATE_INTERFACE, WIT_PACKAGE};
+use super::engine::{CompileStats, StrategyEngine};
+use super::instance::classify;
+use super::sandbox::{GuestState, SandboxLimits};
+use super::{ContentHash, LoadError};
+
+/// Which world of the contract a component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// `strategy`: `handler` only.
+    Stateless,
+    /// `stateful-strategy`: `handler` and `state`, kept across reloads.
+    Stateful,
+}
+
+impl World {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::Stateless => "strategy",
+            World::Stateful => "stateful-strategy",
+        }
+    }
+}
+
+/// A strategy ready to be instantiated any number of times.
+pub struct StrategyComponent {
+    /// Name the operator gave the strategy (config or file stem).
+    pub name: String,
+    /// What the component says about itself.
+    pub info: StrategyInfo,
+    pub world: World,
+    pub content_hash: ContentHash,
+    /// `<describe version>+sha256:<8 hex>`: tells two builds apart.
+    pub version: String,
+    pub compile: CompileStats,
+    /// Import names of the component (for `strategy check`).
+    pub imports: Vec<String>,
+    pub(crate) pre: InstancePre<GuestState>,
+    pub(crate) handler: HandlerIndices,
+    pub(crate) state: Option<StateIndices>,
+}
+
+impl std::fmt::Debug for StrategyComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StrategyComponent")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("world", &self.world)
+            .finish_non_exhaustive()
+    }
+}
+
+const MAX_INFO_FIELD: usize = 256;
+
+impl StrategyComponent {
+    pub(crate) fn link(
+        engine: &StrategyEngine,
+        name: &str,
+        component: Component,
+        content_hash: ContentHash,
+        compile: CompileStats,
+        limits: &SandboxLimits,
+    ) -> Result<Self, LoadError> {
+        let wasm_engine = engine.engine();
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(wasm_engine).map(|(n, _)| n.to_string()).collect();
+        let imports: Vec<String> = ty.imports(wasm_engine).map(|(n, _)| n.to_string()).collect();
+
+        // Export lookups accept semver-compatible versions (0.1.x).
+        if component.get_export_index(None, HANDLER_INTERFACE).is_none() {
+            return Err(LoadError::WrongInterface { expected: WIT_PACKAGE.to_string(), exports });
+        }
+        let world = if component.get_export_index(None, STATE_INTERFACE).is_some() {
+            World::Stateful
+        } else {
+            World::Stateless
+        };
+
+        let pre = engine.linker().instantiate_pre(&component).map_err(|e| LoadError::Imports {
+            message: format!("{e:#}"),
+            imports: imports.clone(),
+        })?;
+        let handler = HandlerIndices::new(&pre).map_err(|e| LoadError::WrongInterface {
+            expected: format!("{WIT_PACKAGE} ({e:#})"),
+            exports: exports.clone(),
+        })?;
+        let state = match world {
+            World::Stateful => Some(StateIndices::new(&pre).map_err(|e| LoadError::WrongInterface {
+                expected: format!("{WIT_PACKAGE} ({e:#})"),
+                exports: exports.clone(),
+            })?),
+            World::Stateless => None,
+        };
+
+        let info = describe(engine, &pre, &handler, name, limits)?;
+        let version = format!("{}+sha256:{}", info.version, &content_hash.hex()[..8]);
+        Ok(StrategyComponent {
+            name: name.to_string(),
+            info,
+            world,
+            content_hash,
+            version,
+            compile,
+            imports,
+            pre,
+            handler,
+            state,
+        })
+    }
+}
+
+/// Calls `describe` in a throwaway instance and checks the answer.
+fn describe(
+    engine: &StrategyEngine,
+    pre: &InstancePre<GuestState>,
+    handler: &HandlerIndices,
+    name: &str,
+    limits: &SandboxLimits,
+) -> Result<StrategyInfo, LoadError> {
+    let mut store = Store::new(engine.engine(), GuestState::new(limits, name, "-"));
+    store.limiter(|state| state.limiter());
+    store.set_epoch_deadline(StrategyEngine::ticks(limits.setup_timeout));
+    store.epoch_deadline_trap();
+    let call = |store: &mut Store<GuestState>| -> wasmtime::Result<StrategyInfo> {
+        let instance = pre.instantiate(&mut *store)?;
+        let guest = handler.load(&mut *store, &instance)?;
+        guest.call_describe(&mut *store)
+    };
+    let info = call(&mut store).map_err(|error| {
+        let kind = classify(&error, store.data());
+        LoadError::Describe(format!("{kind}: {error:#}"))
+    })?;
+    let fields = [("name", &info.name), ("version", &info.version), ("description", &info.description)];
+    for (field, value) in fields {
+        if value.len() > MAX_INFO_FIELD || value.chars().any(char::is_control) {
+            return Err(LoadError::Describe(format!(
+                "`describe` returned an unusable {field} (control characters or over {MAX_INFO_FIELD} bytes)"
+            )));
+        }
+    }
+    if info.name.is_empty() || info.version.is_empty() {
+        return Err(LoadError::Describe("`describe` must return a non-empty name and version".to_string()));
+    }
+    Ok(info)
+}

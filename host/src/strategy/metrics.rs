@@ -1,0 +1,160 @@
+//! Per (strategy, source) counters, read by the summary and the metrics
+//! endpoint. Plain atomics: the worker thread that owns the instance writes,
+//! anyone reads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Why a strategy call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// The guest trapped (panic, unreachable, out-of-bounds access...).
+    Trap,
+    /// The call ran past its deadline and was interrupted.
+    Timeout,
+    /// The guest tried to grow its memory past the cap and then trapped.
+    MemoryLimit,
+    /// The guest returned values the host refused (too many detections).
+    InvalidOutput,
+    /// The guest returned an `err` from `process`.
+    GuestError,
+    /// Creating or configuring a fresh instance failed.
+    Instantiate,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::Trap,
+        ErrorKind::Timeout,
+        ErrorKind::MemoryLimit,
+        ErrorKind::InvalidOutput,
+        ErrorKind::GuestError,
+        ErrorKind::Instantiate,
+    ];
+
+    /// Label value used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Trap => "trap",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::MemoryLimit => "memory_limit",
+            ErrorKind::InvalidOutput => "invalid_output",
+            ErrorKind::GuestError => "guest_error",
+            ErrorKind::Instantiate => "instantiate",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Whether the instance is unusable afterwards (wasmtime poisons an
+    /// instance that trapped) and must be replaced.
+    pub fn kills_instance(self) -> bool {
+        matches!(self, ErrorKind::Trap | ErrorKind::Timeout | ErrorKind::MemoryLimit | ErrorKind::Instantiate)
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Upper bounds of the call-duration histogram buckets, in seconds.
+pub const DURATION_BUCKETS: [f64; 12] =
+    [1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 5e-3, 2e-2, 1e-1];
+
+/// A fixed-bucket histogram (Prometheus style, cumulative on export).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// One count per bucket plus the overflow (+Inf) bucket.
+    counts: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, duration: Duration) {
+        let seconds = duration.as_secs_f64();
+        let bucket = DURATION_BUCKETS.iter().position(|&b| seconds <= b).unwrap_or(DURATION_BUCKETS.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(duration.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Non-cumulative counts per bucket (last = overflow).
+    pub fn counts(&self) -> Vec<u64> {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts().iter().sum()
+    }
+
+    pub fn sum(&self) -> Duration {
+        Duration::from_nanos(self.sum_ns.load(Ordering::Relaxed))
+    }
+}
+
+/// Counters of one (strategy, source) pair.
+#[derive(Debug, Default)]
+pub struct StrategyMetrics {
+    /// Calls to `process` that reached the guest.
+    pub calls: AtomicU64,
+    errors: [AtomicU64; ErrorKind::ALL.len()],
+    /// Detections that passed validation.
+    pub detections: AtomicU64,
+    /// Detections dropped by validation.
+    pub invalid_detections: AtomicU64,
+    /// Frames not given to the guest because it was backing off or quarantined.
+    pub frames_skipped: AtomicU64,
+    /// Fresh instances created after a failure.
+    pub restarts: AtomicU64,
+    /// Times the instance was quarantined.
+    pub quarantines: AtomicU64,
+    /// Duration of `process` calls.
+    pub call_duration: Histogram,
+}
+
+impl StrategyMetrics {
+    pub fn record_error(&self, kind: ErrorKind) {
+        self.errors[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn errors(&self, kind: ErrorKind) -> u64 {
+        self.errors[kind.index()].load(Ordering::Relaxed)
+    }
+
+    pub fn total_errors(&self) -> u64 {
+        ErrorKind::ALL.iter().map(|k| self.errors(*k)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets() {
+        let h = Histogram::default();
+        h.observe(Duration::from_nanos(500));
+        h.observe(Duration::from_micros(3));
+        h.observe(Duration::from_secs(1));
+        let counts = h.counts();
+        assert_eq!(counts[0], 1);
+        assert_eq!(counts[2], 1);
+        assert_eq!(*counts.last().unwrap(), 1);
+        assert_eq!(h.count(), 3);
+    }
+
+    #[test]
+    fn error_counters_by_kind() {
+        let m = StrategyMetrics::default();
+        m.record_error(ErrorKind::Timeout);
+        m.record_error(ErrorKind::Timeout);
+        m.record_error(ErrorKind::Trap);
+        assert_eq!(m.errors(ErrorKind::Timeout), 2);
+        assert_eq!(m.total_errors(), 3);
+        assert!(ErrorKind::Timeout.kills_instance());
+        assert!(!ErrorKind::GuestError.kills_instance());
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds every strategy (and the in-tree test guests) to WebAssembly components
+# and copies them to target/strategies/<name>.wasm. Incremental: cargo skips
+# what is up to date.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+out="$root/target/strategies"
+
+crates=(yolo_filter zone_intrusion line_crossing hostile)
+args=()
+for c in "${crates[@]}"; do args+=(-p "$c"); done
+cargo build --quiet --profile strategy --target wasm32-wasip2 "${args[@]}"
+
+mkdir -p "$out"
+for c in "${crates[@]}"; do
+  src="$target_dir/wasm32-wasip2/strategy/$c.wasm"
+  # Copy only on change so file watchers and caches see no needless writes.
+  if ! cmp -s "$src" "$out/$c.wasm"; then
+    cp "$src" "$out/$c.wasm.tmp" && mv "$out/$c.wasm.tmp" "$out/$c.wasm"
+  fi
+done
+echo "strategies: ${crates[*]} -> $out"

@@ -1,0 +1,247 @@
+//! Guest side: generated bindings, the strategy traits and export macros.
+
+/// Bindings generated from `wit/` by wit-bindgen. Most authors never touch
+/// these; the traits and macros below wrap them.
+#[doc(hidden)]
+pub mod bindings {
+    pub use dshost_sdk_bindings as stateful;
+    pub mod stateless {
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: "dshost:strategy/strategy",
+            pub_export_macro: true,
+            export_macro_name: "__export_stateless_bindings",
+            default_bindings_module: "dshost_sdk::bindings::stateless",
+            with: {
+                "dshost:strategy/types@0.1.0": dshost_sdk_bindings::dshost::strategy::types,
+                "dshost:strategy/host@0.1.0": dshost_sdk_bindings::dshost::strategy::host,
+            },
+        });
+    }
+}
+
+pub use dshost_sdk_bindings::dshost::strategy::host::LogLevel;
+pub use dshost_sdk_bindings::dshost::strategy::types::{
+    Bbox, Detection, FrameHeader, HostContext, Level, StrategyInfo,
+};
+
+use crate::layout::Object;
+
+/// A strategy. The host creates one instance per source by calling
+/// [`Strategy::configure`], then calls [`Strategy::process`] for every frame.
+pub trait Strategy: Sized + 'static {
+    /// Name, version and what the strategy consumes.
+    fn describe() -> StrategyInfo;
+
+    /// Builds the instance from the strategy's JSON config (see
+    /// [`parse_config`]) and the host context.
+    fn configure(config: &str, context: &HostContext) -> Result<Self, String>;
+
+    /// Processes one frame's objects.
+    fn process(&mut self, frame: &FrameHeader, objects: crate::Objects<'_>) -> Result<Vec<Detection>, String>;
+}
+
+/// A strategy whose state survives hot reload: the host calls `save_state`
+/// on the old version and `load_state` on the new one after `configure`.
+pub trait StatefulStrategy: Strategy {
+    fn save_state(&self) -> Vec<u8>;
+    fn load_state(&mut self, state: &[u8]) -> Result<(), String>;
+}
+
+/// Builds a [`StrategyInfo`] with no class filter and no tracking need;
+/// adjust the fields for more.
+pub fn info(name: &str, version: &str, description: &str) -> StrategyInfo {
+    StrategyInfo {
+        name: name.to_string(),
+        version: version.to_string(),
+        description: description.to_string(),
+        classes: Vec::new(),
+        needs_tracking: false,
+    }
+}
+
+/// Parses a JSON config into `T`, with an error naming the line, column and
+/// problem (serde's message names the key).
+pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, String> {
+    let text = if config.trim().is_empty() { "{}" } else { config };
+    serde_json::from_str(text).map_err(|e| format!("invalid config: {e}"))
+}
+
+/// Looks up the label of a class id in the host's label table.
+pub fn label_of(context: &HostContext, class_id: u32) -> Option<&str> {
+    context.class_labels.get(class_id as usize).map(String::as_str)
+}
+
+/// Starts a detection named `pattern`; finish it with [`DetectionBuilder::build`].
+pub fn detect(pattern: impl Into<String>) -> DetectionBuilder {
+    DetectionBuilder {
+        detection: Detection {
+            pattern: pattern.into(),
+            confidence: 1.0,
+            bbox: Bbox { left: 0.0, top: 0.0, width: 0.0, height: 0.0 },
+            object_id: None,
+            level: Level::Medium,
+            attributes: Vec::new(),
+        },
+    }
+}
+
+/// Builder for [`Detection`]s.
+#[derive(Debug, Clone)]
+pub struct DetectionBuilder {
+    detection: Detection,
+}
+
+impl DetectionBuilder {
+    /// Copies box, confidence and object id from an object.
+    pub fn from_object(mut self, object: &Object) -> Self {
+        self.detection.bbox = Bbox {
+            left: object.left,
+            top: object.top,
+            width: object.width,
+            height: object.height,
+        };
+        self.detection.confidence = object.confidence;
+        self.detection.object_id = object.track_id();
+        self
+    }
+
+    pub fn confidence(mut self, confidence: f32) -> Self {
+        self.detection.confidence = confidence;
+        self
+    }
+
+    pub fn bbox(mut self, left: f32, top: f32, width: f32, height: f32) -> Self {
+        self.detection.bbox = Bbox { left, top, width, height };
+        self
+    }
+
+    pub fn object_id(mut self, object_id: Option<u64>) -> Self {
+        self.detection.object_id = object_id;
+        self
+    }
+
+    pub fn level(mut self, level: Level) -> Self {
+        self.detection.level = level;
+        self
+    }
+
+    pub fn attribute(mut self, key: impl Into<String>, value: impl ToString) -> Self {
+        self.detection.attributes.push((key.into(), value.to_string()));
+        self
+    }
+
+    pub fn build(self) -> Detection {
+        self.detection
+    }
+}
+
+/// Writes a line to the host log (rate-limited by the host). Outside a
+/// component (native unit tests) it prints to stderr.
+pub fn log(level: LogLevel, message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    dshost_sdk_bindings::dshost::strategy::host::log(level, message);
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("[{level:?}] {message}");
+}
+
+/// Exports a [`Strategy`] as a component of the `strategy` world.
+#[macro_export]
+macro_rules! export_strategy {
+    ($strategy:ty) => {
+        const _: () = {
+            ::std::thread_local! {
+                static INSTANCE: ::core::cell::RefCell<::core::option::Option<$strategy>> =
+                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
+            }
+            struct DshostStrategyExport;
+            impl $crate::bindings::stateless::exports::dshost::strategy::handler::Guest for DshostStrategyExport {
+                fn describe() -> $crate::StrategyInfo {
+                    <$strategy as $crate::Strategy>::describe()
+                }
+                fn configure(
+                    config: ::std::string::String,
+                    context: $crate::HostContext,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    let instance = <$strategy as $crate::Strategy>::configure(&config, &context)?;
+                    INSTANCE.with(|slot| *slot.borrow_mut() = ::core::option::Option::Some(instance));
+                    ::core::result::Result::Ok(())
+                }
+                fn process(
+                    frame: $crate::FrameHeader,
+                    objects: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<::std::vec::Vec<$crate::Detection>, ::std::string::String> {
+                    $crate::__process::<$strategy>(&INSTANCE, &frame, &objects)
+                }
+            }
+            $crate::bindings::stateless::__export_stateless_bindings!(DshostStrategyExport with_types_in $crate::bindings::stateless);
+        };
+    };
+}
+
+/// Exports a [`StatefulStrategy`] as a component of the `stateful-strategy` world.
+#[macro_export]
+macro_rules! export_stateful_strategy {
+    ($strategy:ty) => {
+        const _: () = {
+            ::std::thread_local! {
+                static INSTANCE: ::core::cell::RefCell<::core::option::Option<$strategy>> =
+                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
+            }
+            struct DshostStrategyExport;
+            impl $crate::bindings::stateful::exports::dshost::strategy::handler::Guest for DshostStrategyExport {
+                fn describe() -> $crate::StrategyInfo {
+                    <$strategy as $crate::Strategy>::describe()
+                }
+                fn configure(
+                    config: ::std::string::String,
+                    context: $crate::HostContext,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    let instance = <$strategy as $crate::Strategy>::configure(&config, &context)?;
+                    INSTANCE.with(|slot| *slot.borrow_mut() = ::core::option::Option::Some(instance));
+                    ::core::result::Result::Ok(())
+                }
+                fn process(
+                    frame: $crate::FrameHeader,
+                    objects: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<::std::vec::Vec<$crate::Detection>, ::std::string::String> {
+                    $crate::__process::<$strategy>(&INSTANCE, &frame, &objects)
+                }
+            }
+            impl $crate::bindings::stateful::exports::dshost::strategy::state::Guest for DshostStrategyExport {
+                fn save_state() -> ::std::vec::Vec<u8> {
+                    INSTANCE.with(|slot| {
+                        slot.borrow()
+                            .as_ref()
+                            .map(<$strategy as $crate::StatefulStrategy>::save_state)
+                            .unwrap_or_default()
+                    })
+                }
+                fn load_state(state: ::std::vec::Vec<u8>) -> ::core::result::Result<(), ::std::string::String> {
+                    INSTANCE.with(|slot| match slot.borrow_mut().as_mut() {
+                        ::core::option::Option::Some(instance) => {
+                            <$strategy as $crate::StatefulStrategy>::load_state(instance, &state)
+                        }
+                        ::core::option::Option::None => ::core::result::Result::Err(
+                            "load-state called before configure".to_string(),
+                        ),
+                    })
+                }
+            }
+            $crate::bindings::stateful::__export_stateful_bindings!(DshostStrategyExport with_types_in $crate::bindings::stateful);
+        };
+    };
+}
+
+#[doc(hidden)]
+pub fn __process<S: Strategy>(
+    instance: &'static std::thread::LocalKey<core::cell::RefCell<Option<S>>>,
+    frame: &FrameHeader,
+    objects: &[u8],
+) -> Result<Vec<Detection>, String> {
+    let objects = crate::Objects::new(objects).map_err(|e| e.to_string())?;
+    instance.with(|slot| match slot.borrow_mut().as_mut() {
+        Some(strategy) => strategy.process(frame, objects),
+        None => Err("process called before configure".to_string()),
+    })
+}

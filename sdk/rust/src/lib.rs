@@ -1,0 +1,46 @@
+//! # dshost-sdk: write dshost strategies in Rust
+//!
+//! A strategy is a WebAssembly component (built for `wasm32-wasip2`) that
+//! receives each frame's objects and returns detections. Implement
+//! [`Strategy`] (and [`StatefulStrategy`] to keep state across hot reloads),
+//! then export it with [`export_strategy!`] or [`export_stateful_strategy!`].
+//!
+//! ```
+//! use dshost_sdk::{Detection, FrameHeader, HostContext, Objects, Strategy, StrategyInfo};
+//!
+//! /// Reports every object wider than 100 pixels.
+//! struct WideObjects;
+//!
+//! impl Strategy for WideObjects {
+//!     fn describe() -> StrategyInfo {
+//!         dshost_sdk::info("wide_objects", "0.1.0", "objects wider than 100 px")
+//!     }
+//!
+//!     fn configure(_config: &str, _context: &HostContext) -> Result<Self, String> {
+//!         Ok(WideObjects)
+//!     }
+//!
+//!     fn process(&mut self, _frame: &FrameHeader, objects: Objects<'_>) -> Result<Vec<Detection>, String> {
+//!         Ok(objects
+//!             .iter()
+//!             .filter(|o| o.width > 100.0)
+//!             .map(|o| dshost_sdk::detect("wide").from_object(&o).build())
+//!             .collect())
+//!     }
+//! }
+//!
+//! dshost_sdk::export_strategy!(WideObjects);
+//! # fn main() {}
+//! ```
+//!
+//! The compact object layout is documented in [`layout`].
+
+pub mod geometry;
+pub mod layout;
+
+pub use layout::{Object, Objects, RECORD_SIZE, UNTRACKED};
+
+#[cfg(feature = "bindings")]
+mod guest;
+#[cfg(feature = "bindings")]
+pub use guest::*;
