@@ -16,7 +16,10 @@ pub fn yaml_to_json(text: &str) -> Result<String, YamlError> {
         return Ok("{}".to_string());
     }
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| YamlError {
-        location: e.location().map(|l| format!("line {}, column {}: ", l.line(), l.column())).unwrap_or_default(),
+        location: e
+            .location()
+            .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
+            .unwrap_or_default(),
         message: e.to_string(),
     })?;
     value_to_json(&value)
@@ -24,9 +27,15 @@ pub fn yaml_to_json(text: &str) -> Result<String, YamlError> {
 
 /// Converts a parsed YAML value to a JSON document.
 pub fn value_to_json(value: &serde_yaml::Value) -> Result<String, YamlError> {
-    let json: serde_json::Value = serde_yaml::from_value(value.clone())
-        .map_err(|e| YamlError { location: String::new(), message: format!("cannot be expressed as JSON: {e}") })?;
-    let json = if json.is_null() { serde_json::json!({}) } else { json };
+    let json: serde_json::Value = serde_yaml::from_value(value.clone()).map_err(|e| YamlError {
+        location: String::new(),
+        message: format!("cannot be expressed as JSON: {e}"),
+    })?;
+    let json = if json.is_null() {
+        serde_json::json!({})
+    } else {
+        json
+    };
     Ok(json.to_string())
 }
 

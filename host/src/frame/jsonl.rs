@@ -59,9 +59,15 @@ pub fn read_frames(reader: impl BufRead) -> Result<Vec<FrameLine>, FramesError> 
         if line.trim().is_empty() {
             continue;
         }
-        let frame: FrameLine = serde_json::from_str(&line)
-            .map_err(|e| FramesError::Parse { line: index + 1, message: e.to_string() })?;
-        if frame.objects.iter().all(|o| o.class_id.is_some() || o.label.is_some()) {
+        let frame: FrameLine = serde_json::from_str(&line).map_err(|e| FramesError::Parse {
+            line: index + 1,
+            message: e.to_string(),
+        })?;
+        if frame
+            .objects
+            .iter()
+            .all(|o| o.class_id.is_some() || o.label.is_some())
+        {
             frames.push(frame);
         } else {
             return Err(FramesError::Parse {
@@ -78,7 +84,9 @@ pub fn read_frames(reader: impl BufRead) -> Result<Vec<FrameLine>, FramesError> 
 pub fn learn_labels(frames: &[FrameLine], table: &mut LabelTable) {
     for object in frames.iter().flat_map(|f| &f.objects) {
         match (object.class_id, &object.label) {
-            (Some(id), Some(label)) if table.label(id) != Some(label.as_str()) => table.set(id, label),
+            (Some(id), Some(label)) if table.label(id) != Some(label.as_str()) => {
+                table.set(id, label)
+            }
             (None, Some(label)) => {
                 table.intern(label);
             }
@@ -90,7 +98,8 @@ pub fn learn_labels(frames: &[FrameLine], table: &mut LabelTable) {
 impl FrameLine {
     /// Encodes this line as a compact frame, resolving labels in `table`.
     pub fn to_compact(&self, table: &LabelTable) -> CompactFrame {
-        let mut frame = CompactFrame::with_capacity(Arc::from(self.source.as_str()), self.objects.len());
+        let mut frame =
+            CompactFrame::with_capacity(Arc::from(self.source.as_str()), self.objects.len());
         frame.frame_number = self.frame;
         frame.pts_ns = self.pts_ns;
         frame.width = self.width;

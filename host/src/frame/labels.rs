@@ -5,16 +5,86 @@
 /// Used when the config names no other table, so that `person`, `bicycle` and
 /// `car` are classes 0, 1 and 2 as most detectors emit them.
 pub const COCO_LABELS: [&str; 80] = [
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 ];
 
 /// Class id -> label.
@@ -31,7 +101,9 @@ impl Default for LabelTable {
 
 impl LabelTable {
     pub fn coco() -> Self {
-        LabelTable { labels: COCO_LABELS.iter().map(|s| s.to_string()).collect() }
+        LabelTable {
+            labels: COCO_LABELS.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     pub fn from_labels(labels: Vec<String>) -> Self {
@@ -39,12 +111,18 @@ impl LabelTable {
     }
 
     pub fn label(&self, class_id: u32) -> Option<&str> {
-        self.labels.get(class_id as usize).map(String::as_str).filter(|l| !l.is_empty())
+        self.labels
+            .get(class_id as usize)
+            .map(String::as_str)
+            .filter(|l| !l.is_empty())
     }
 
     /// Id of `label`, if known.
     pub fn id_of(&self, label: &str) -> Option<u32> {
-        self.labels.iter().position(|l| l == label).map(|i| i as u32)
+        self.labels
+            .iter()
+            .position(|l| l == label)
+            .map(|i| i as u32)
     }
 
     /// Id of `label`, appending it to the table when new.
@@ -73,7 +151,9 @@ impl LabelTable {
 
     /// Label for display: the known label or `class_<id>`.
     pub fn display(&self, class_id: u32) -> String {
-        self.label(class_id).map(str::to_string).unwrap_or_else(|| format!("class_{class_id}"))
+        self.label(class_id)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("class_{class_id}"))
     }
 }
 

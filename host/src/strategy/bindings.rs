@@ -8,10 +8,10 @@ wasmtime::component::bindgen!({
     world: "dshost:strategy/stateful-strategy",
 });
 
-pub use dshost::strategy::host::LogLevel;
-pub use dshost::strategy::types::{Bbox, Detection, FrameHeader, HostContext, Level, StrategyInfo};
-pub use exports::dshost::strategy::handler::{Guest as Handler, GuestIndices as HandlerIndices};
-pub use exports::dshost::strategy::state::{Guest as State, GuestIndices as StateIndices};
+pub use self::dshost::strategy::host::LogLevel;
+pub use self::dshost::strategy::types::{Bbox, Detection, FrameHeader, HostContext, Level, StrategyInfo};
+pub use self::exports::dshost::strategy::handler::{Guest as Handler, GuestIndices as HandlerIndices};
+pub use self::exports::dshost::strategy::state::{Guest as State, GuestIndices as StateIndices};
 
 /// Fully qualified export names, as the host looks them up.
 pub const HANDLER_INTERFACE: &str = "dshost:strategy/handler@0.1.0";

@@ -28,9 +28,15 @@ pub struct ArtifactCache {
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("cannot create the strategy cache directory {dir}: {source}")]
-    CreateDir { dir: PathBuf, source: std::io::Error },
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot precompile the component: {0}")]
     Precompile(String),
 }
@@ -38,11 +44,17 @@ pub enum CacheError {
 impl ArtifactCache {
     /// Opens (creating) the cache at `dir` for artifacts of `engine`.
     pub fn open(dir: &Path, engine: &Engine) -> Result<Self, CacheError> {
-        create_private_dir(dir).map_err(|source| CacheError::CreateDir { dir: dir.to_path_buf(), source })?;
+        create_private_dir(dir).map_err(|source| CacheError::CreateDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_tag = format!("{:016x}", hasher.finish());
-        Ok(ArtifactCache { dir: dir.to_path_buf(), engine_tag })
+        Ok(ArtifactCache {
+            dir: dir.to_path_buf(),
+            engine_tag,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -50,21 +62,26 @@ impl ArtifactCache {
     }
 
     fn path_for(&self, hash: &ContentHash) -> PathBuf {
-        self.dir.join(format!("{}-{}-wasmtime{}.cwasm", hash.hex(), self.engine_tag, env!("CARGO_PKG_VERSION")))
+        self.dir.join(format!(
+            "{}-{}-wasmtime{}.cwasm",
+            hash.hex(),
+            self.engine_tag,
+            env!("CARGO_PKG_VERSION")
+        ))
     }
 
     /// The cached component for `hash`, if a usable artifact exists. A
     /// corrupt or incompatible artifact is removed and reported as a miss.
     pub fn get(&self, engine: &Engine, hash: &ContentHash) -> Option<Component> {
         let path = self.path_for(hash);
-        if !path.is_file() {
-            return None;
-        }
+        // Read into memory rather than mapping the file: a mapped artifact
+        // that someone truncates while we run would crash the process.
+        let bytes = std::fs::read(&path).ok()?;
         // SAFETY: artifacts in this directory are written only by `put`
         // below, from `Engine::precompile_component`, into a directory only
         // the dshost user can write; wasmtime checks the version and engine
         // settings recorded in the artifact and refuses mismatches.
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        match unsafe { Component::deserialize(engine, &bytes) } {
             Ok(component) => Some(component),
             Err(error) => {
                 tracing::warn!(path = %path.display(), error = %error, "discarding unusable compiled strategy artifact");
@@ -77,7 +94,9 @@ impl ArtifactCache {
     /// Precompiles `wasm` and stores it under `hash` (atomically: readers
     /// never see a partial file).
     pub fn put(&self, engine: &Engine, hash: &ContentHash, wasm: &[u8]) -> Result<(), CacheError> {
-        let artifact = engine.precompile_component(wasm).map_err(|e| CacheError::Precompile(format!("{e:#}")))?;
+        let artifact = engine
+            .precompile_component(wasm)
+            .map_err(|e| CacheError::Precompile(format!("{e:#}")))?;
         let path = self.path_for(hash);
         let write = || -> std::io::Result<()> {
             let mut tmp = tempfile_in(&self.dir)?;
@@ -85,7 +104,10 @@ impl ArtifactCache {
             tmp.1.sync_all()?;
             std::fs::rename(&tmp.0, &path)
         };
-        write().map_err(|source| CacheError::Write { path: path.clone(), source })
+        write().map_err(|source| CacheError::Write {
+            path: path.clone(),
+            source,
+        })
     }
 }
 
@@ -93,9 +115,16 @@ impl ArtifactCache {
 fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = format!(".tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    let name = format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
     let path = dir.join(name);
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
     Ok((path, file))
 }
 
@@ -103,7 +132,10 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
     }
     #[cfg(not(unix))]
     {

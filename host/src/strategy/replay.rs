@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{
-    CallError, ErrorKind, InstanceSettings, Outcome, RecoveryPolicy, SandboxLimits, StrategyComponent,
-    StrategyEngine, StrategyMetrics, SupervisedInstance,
+    CallError, ErrorKind, InstanceSettings, Outcome, RecoveryPolicy, SandboxLimits,
+    StrategyComponent, StrategyEngine, StrategyMetrics, SupervisedInstance,
 };
 use crate::alerts::alert::{Alert, Origin};
 use crate::frame::jsonl::FrameLine;
@@ -39,7 +39,11 @@ pub struct ReplaySummary {
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error("strategy `{strategy}` could not start for source `{source_id}`: {error}")]
-    Start { strategy: String, source_id: String, error: CallError },
+    Start {
+        strategy: String,
+        source_id: String,
+        error: CallError,
+    },
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -78,7 +82,9 @@ pub fn replay(
             })?;
             instances.insert(line.source.clone(), instance);
         }
-        let Some(instance) = instances.get_mut(&line.source) else { continue };
+        let Some(instance) = instances.get_mut(&line.source) else {
+            continue;
+        };
         summary.frames += 1;
         match instance.process(&frame) {
             Outcome::Processed(detections) => {
@@ -92,7 +98,11 @@ pub fn replay(
                         strategy_version: &component.version,
                         index,
                     };
-                    writeln!(out, "{}", Alert::from_detection(detection, origin, now).to_json_line())?;
+                    writeln!(
+                        out,
+                        "{}",
+                        Alert::from_detection(detection, origin, now).to_json_line()
+                    )?;
                     summary.detections += 1;
                 }
             }
@@ -101,7 +111,10 @@ pub fn replay(
         }
     }
     for (source, instance) in &instances {
-        summary.invalid_detections += instance.metrics().invalid_detections.load(std::sync::atomic::Ordering::Relaxed);
+        summary.invalid_detections += instance
+            .metrics()
+            .invalid_detections
+            .load(std::sync::atomic::Ordering::Relaxed);
         if instance.is_quarantined() {
             summary.quarantined.push(source.clone());
         }

@@ -38,7 +38,11 @@ pub trait Strategy: Sized + 'static {
     fn configure(config: &str, context: &HostContext) -> Result<Self, String>;
 
     /// Processes one frame's objects.
-    fn process(&mut self, frame: &FrameHeader, objects: crate::Objects<'_>) -> Result<Vec<Detection>, String>;
+    fn process(
+        &mut self,
+        frame: &FrameHeader,
+        objects: crate::Objects<'_>,
+    ) -> Result<Vec<Detection>, String>;
 }
 
 /// A strategy whose state survives hot reload: the host calls `save_state`
@@ -63,13 +67,20 @@ pub fn info(name: &str, version: &str, description: &str) -> StrategyInfo {
 /// Parses a JSON config into `T`, with an error naming the line, column and
 /// problem (serde's message names the key).
 pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, String> {
-    let text = if config.trim().is_empty() { "{}" } else { config };
+    let text = if config.trim().is_empty() {
+        "{}"
+    } else {
+        config
+    };
     serde_json::from_str(text).map_err(|e| format!("invalid config: {e}"))
 }
 
 /// Looks up the label of a class id in the host's label table.
 pub fn label_of(context: &HostContext, class_id: u32) -> Option<&str> {
-    context.class_labels.get(class_id as usize).map(String::as_str)
+    context
+        .class_labels
+        .get(class_id as usize)
+        .map(String::as_str)
 }
 
 /// Starts a detection named `pattern`; finish it with [`DetectionBuilder::build`].
@@ -78,7 +89,12 @@ pub fn detect(pattern: impl Into<String>) -> DetectionBuilder {
         detection: Detection {
             pattern: pattern.into(),
             confidence: 1.0,
-            bbox: Bbox { left: 0.0, top: 0.0, width: 0.0, height: 0.0 },
+            bbox: Bbox {
+                left: 0.0,
+                top: 0.0,
+                width: 0.0,
+                height: 0.0,
+            },
             object_id: None,
             level: Level::Medium,
             attributes: Vec::new(),
@@ -112,7 +128,12 @@ impl DetectionBuilder {
     }
 
     pub fn bbox(mut self, left: f32, top: f32, width: f32, height: f32) -> Self {
-        self.detection.bbox = Bbox { left, top, width, height };
+        self.detection.bbox = Bbox {
+            left,
+            top,
+            width,
+            height,
+        };
         self
     }
 
@@ -127,7 +148,9 @@ impl DetectionBuilder {
     }
 
     pub fn attribute(mut self, key: impl Into<String>, value: impl ToString) -> Self {
-        self.detection.attributes.push((key.into(), value.to_string()));
+        self.detection
+            .attributes
+            .push((key.into(), value.to_string()));
         self
     }
 
@@ -154,6 +177,7 @@ macro_rules! export_strategy {
                 static INSTANCE: ::core::cell::RefCell<::core::option::Option<$strategy>> =
                     const { ::core::cell::RefCell::new(::core::option::Option::None) };
             }
+            #[allow(dead_code)]
             struct DshostStrategyExport;
             impl $crate::bindings::stateless::exports::dshost::strategy::handler::Guest for DshostStrategyExport {
                 fn describe() -> $crate::StrategyInfo {
@@ -174,6 +198,9 @@ macro_rules! export_strategy {
                     $crate::__process::<$strategy>(&INSTANCE, &frame, &objects)
                 }
             }
+            // Only components export the contract's symbols; native builds
+            // (unit tests) would fail to link names like `dshost:strategy/...`.
+            #[cfg(target_arch = "wasm32")]
             $crate::bindings::stateless::__export_stateless_bindings!(DshostStrategyExport with_types_in $crate::bindings::stateless);
         };
     };
@@ -188,6 +215,7 @@ macro_rules! export_stateful_strategy {
                 static INSTANCE: ::core::cell::RefCell<::core::option::Option<$strategy>> =
                     const { ::core::cell::RefCell::new(::core::option::Option::None) };
             }
+            #[allow(dead_code)]
             struct DshostStrategyExport;
             impl $crate::bindings::stateful::exports::dshost::strategy::handler::Guest for DshostStrategyExport {
                 fn describe() -> $crate::StrategyInfo {
@@ -228,6 +256,7 @@ macro_rules! export_stateful_strategy {
                     })
                 }
             }
+            #[cfg(target_arch = "wasm32")]
             $crate::bindings::stateful::__export_stateful_bindings!(DshostStrategyExport with_types_in $crate::bindings::stateful);
         };
     };

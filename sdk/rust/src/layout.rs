@@ -53,7 +53,9 @@ impl Object {
     /// Decodes one record. `bytes` must hold at least [`RECORD_SIZE`] bytes.
     #[inline]
     pub fn decode(bytes: &[u8; RECORD_SIZE]) -> Self {
-        let f = |at: usize| f32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let f = |at: usize| {
+            f32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         let mut id = [0u8; 8];
         id.copy_from_slice(&bytes[24..32]);
         Object {
@@ -116,7 +118,7 @@ pub struct Objects<'a> {
 impl<'a> Objects<'a> {
     /// Wraps a buffer, checking that it holds whole records.
     pub fn new(bytes: &'a [u8]) -> Result<Self, LayoutError> {
-        if bytes.len() % RECORD_SIZE == 0 {
+        if bytes.len().is_multiple_of(RECORD_SIZE) {
             Ok(Objects { bytes })
         } else {
             Err(LayoutError { len: bytes.len() })
@@ -125,7 +127,9 @@ impl<'a> Objects<'a> {
 
     /// Wraps the whole records of a buffer, ignoring a trailing partial one.
     pub fn whole_records(bytes: &'a [u8]) -> Self {
-        Objects { bytes: &bytes[..bytes.len() - bytes.len() % RECORD_SIZE] }
+        Objects {
+            bytes: &bytes[..bytes.len() - bytes.len() % RECORD_SIZE],
+        }
     }
 
     /// Number of objects.
@@ -194,7 +198,10 @@ mod tests {
 
     #[test]
     fn round_trip_through_view() {
-        let untracked = Object { object_id: UNTRACKED, ..sample() };
+        let untracked = Object {
+            object_id: UNTRACKED,
+            ..sample()
+        };
         let buffer = encode_objects(&[sample(), untracked]);
         let view = Objects::new(&buffer).unwrap();
         assert_eq!(view.len(), 2);
@@ -206,7 +213,10 @@ mod tests {
 
     #[test]
     fn rejects_partial_records() {
-        assert_eq!(Objects::new(&[0u8; 33]).unwrap_err(), LayoutError { len: 33 });
+        assert_eq!(
+            Objects::new(&[0u8; 33]).unwrap_err(),
+            LayoutError { len: 33 }
+        );
         assert!(Objects::new(&[]).unwrap().is_empty());
     }
 }

@@ -16,7 +16,9 @@
 use std::collections::BTreeMap;
 
 use dshost_sdk::geometry::{normalize, Segment};
-use dshost_sdk::{Detection, FrameHeader, HostContext, Level, Objects, StatefulStrategy, Strategy, StrategyInfo};
+use dshost_sdk::{
+    Detection, FrameHeader, HostContext, Level, Objects, StatefulStrategy, Strategy, StrategyInfo,
+};
 use serde::{Deserialize, Serialize};
 
 fn default_in_name() -> String {
@@ -137,7 +139,11 @@ impl LineCrossing {
     fn totals(&self, line: &str) -> [u64; 2] {
         self.counts
             .get(line)
-            .map(|per_class| per_class.values().fold([0, 0], |acc, c| [acc[0] + c[0], acc[1] + c[1]]))
+            .map(|per_class| {
+                per_class
+                    .values()
+                    .fold([0, 0], |acc, c| [acc[0] + c[0], acc[1] + c[1]])
+            })
             .unwrap_or([0, 0])
     }
 }
@@ -160,7 +166,10 @@ impl Strategy for LineCrossing {
             return Err("`lines` must name at least one line".to_string());
         }
         if !(config.hysteresis.is_finite() && (0.0..0.5).contains(&config.hysteresis)) {
-            return Err(format!("`hysteresis` must be within 0..0.5, got {}", config.hysteresis));
+            return Err(format!(
+                "`hysteresis` must be within 0..0.5, got {}",
+                config.hysteresis
+            ));
         }
         if config.min_frames == 0 {
             return Err("`min_frames` must be at least 1".to_string());
@@ -190,7 +199,13 @@ impl Strategy for LineCrossing {
                 }
                 Some(ids)
             };
-            lines.push(Line { name: line.name, segment, classes, in_name: line.in_name, out_name: line.out_name });
+            lines.push(Line {
+                name: line.name,
+                segment,
+                classes,
+                in_name: line.in_name,
+                out_name: line.out_name,
+            });
         }
         Ok(LineCrossing {
             lines,
@@ -204,11 +219,17 @@ impl Strategy for LineCrossing {
         })
     }
 
-    fn process(&mut self, frame: &FrameHeader, objects: Objects<'_>) -> Result<Vec<Detection>, String> {
+    fn process(
+        &mut self,
+        frame: &FrameHeader,
+        objects: Objects<'_>,
+    ) -> Result<Vec<Detection>, String> {
         let now = frame.pts_ns;
         let mut crossings = Vec::new();
         for object in objects.iter() {
-            let Some(id) = object.track_id() else { continue };
+            let Some(id) = object.track_id() else {
+                continue;
+            };
             if object.confidence < self.min_confidence {
                 continue;
             }
@@ -216,14 +237,22 @@ impl Strategy for LineCrossing {
             let track = self.tracks.entry(id).or_default();
             track.last_seen_ns = now;
             for (index, line) in self.lines.iter().enumerate() {
-                if line.classes.as_ref().is_some_and(|c| !c.contains(&object.class_id)) {
+                if line
+                    .classes
+                    .as_ref()
+                    .is_some_and(|c| !c.contains(&object.class_id))
+                {
                     continue;
                 }
                 let distance = line.segment.signed_distance(point);
                 if distance.abs() < self.hysteresis {
                     continue; // dead band: neither side
                 }
-                let side = if distance > 0.0 { Side::Right } else { Side::Left };
+                let side = if distance > 0.0 {
+                    Side::Right
+                } else {
+                    Side::Left
+                };
                 let state = track.sides.entry(line.name.clone()).or_default();
                 match state.confirmed {
                     None => state.confirmed = Some(side),
@@ -255,7 +284,12 @@ impl Strategy for LineCrossing {
                 Side::Left => (line.out_name.clone(), 1),
             };
             let name = line.name.clone();
-            let per_class = self.counts.entry(name.clone()).or_default().entry(label.clone()).or_insert([0, 0]);
+            let per_class = self
+                .counts
+                .entry(name.clone())
+                .or_default()
+                .entry(label.clone())
+                .or_insert([0, 0]);
             per_class[slot] += 1;
             let count = per_class[slot];
             let [total_in, total_out] = self.totals(&name);
@@ -273,14 +307,19 @@ impl Strategy for LineCrossing {
             );
         }
         let timeout = self.track_timeout_ns;
-        self.tracks.retain(|_, track| now.saturating_sub(track.last_seen_ns) <= timeout);
+        self.tracks
+            .retain(|_, track| now.saturating_sub(track.last_seen_ns) <= timeout);
         Ok(detections)
     }
 }
 
 impl StatefulStrategy for LineCrossing {
     fn save_state(&self) -> Vec<u8> {
-        let state = SavedState { version: STATE_VERSION, counts: self.counts.clone(), tracks: self.tracks.clone() };
+        let state = SavedState {
+            version: STATE_VERSION,
+            counts: self.counts.clone(),
+            tracks: self.tracks.clone(),
+        };
         serde_json::to_vec(&state).unwrap_or_default()
     }
 
@@ -288,8 +327,8 @@ impl StatefulStrategy for LineCrossing {
         if state.is_empty() {
             return Ok(());
         }
-        let saved: SavedState =
-            serde_json::from_slice(state).map_err(|e| format!("cannot read saved line_crossing state: {e}"))?;
+        let saved: SavedState = serde_json::from_slice(state)
+            .map_err(|e| format!("cannot read saved line_crossing state: {e}"))?;
         if saved.version > STATE_VERSION {
             return Err(format!(
                 "saved state has version {}, this build reads up to {STATE_VERSION}",
@@ -322,10 +361,18 @@ mod tests {
 
     /// An object whose bottom-centre is at (500, y).
     fn at(y: f32, id: u64) -> Object {
-        Object { left: 490.0, top: y - 40.0, width: 20.0, height: 40.0, confidence: 0.9, class_id: 0, object_id: id }
+        Object {
+            left: 490.0,
+            top: y - 40.0,
+            width: 20.0,
+            height: 40.0,
+            confidence: 0.9,
+            class_id: 0,
+            object_id: id,
+        }
     }
 
-    fn run(strategy: &mut LineCrossing, frames: &[&[Object]]) -> Vec<Vec<(String, String)>> {
+    fn run(strategy: &mut LineCrossing, frames: &[Vec<Object>]) -> Vec<Vec<(String, String)>> {
         let mut out = Vec::new();
         for (n, objects) in frames.iter().enumerate() {
             let frame = FrameHeader {
@@ -336,7 +383,10 @@ mod tests {
                 height: 1000,
             };
             let buffer = encode_objects(objects);
-            for d in strategy.process(&frame, Objects::new(&buffer).unwrap()).unwrap() {
+            for d in strategy
+                .process(&frame, Objects::new(&buffer).unwrap())
+                .unwrap()
+            {
                 out.push(d.attributes);
             }
         }
@@ -350,11 +400,20 @@ mod tests {
     #[test]
     fn counts_each_direction_once() {
         let mut lc = LineCrossing::configure(CONFIG, &context()).unwrap();
-        let events = run(&mut lc, &[&[at(300.0, 1)], &[at(450.0, 1)], &[at(600.0, 1)], &[at(650.0, 1)], &[at(700.0, 1)]]);
+        let events = run(
+            &mut lc,
+            &[
+                vec![at(300.0, 1)],
+                vec![at(450.0, 1)],
+                vec![at(600.0, 1)],
+                vec![at(650.0, 1)],
+                vec![at(700.0, 1)],
+            ],
+        );
         assert_eq!(events.len(), 1);
         assert_eq!(attr(&events[0], "direction"), "in");
         assert_eq!(attr(&events[0], "count"), "1");
-        let back = run(&mut lc, &[&[at(300.0, 1)], &[at(250.0, 1)]]);
+        let back = run(&mut lc, &[vec![at(300.0, 1)], vec![at(250.0, 1)]]);
         assert_eq!(attr(&back[0], "direction"), "out");
         assert_eq!(attr(&back[0], "total_in"), "1");
         assert_eq!(attr(&back[0], "total_out"), "1");
@@ -364,11 +423,21 @@ mod tests {
     fn flicker_and_untracked_do_not_count() {
         let mut lc = LineCrossing::configure(CONFIG, &context()).unwrap();
         // Flicker inside the dead band (0.5 +- 0.02) and single-frame jumps.
-        let frames: Vec<&[Object]> = vec![
-            &[at(400.0, 1)], &[at(510.0, 1)], &[at(490.0, 1)], &[at(560.0, 1)], &[at(400.0, 1)], &[at(560.0, 1)], &[at(400.0, 1)],
+        let frames = vec![
+            vec![at(400.0, 1)],
+            vec![at(510.0, 1)],
+            vec![at(490.0, 1)],
+            vec![at(560.0, 1)],
+            vec![at(400.0, 1)],
+            vec![at(560.0, 1)],
+            vec![at(400.0, 1)],
         ];
         assert!(run(&mut lc, &frames).is_empty());
-        let untracked: Vec<&[Object]> = vec![&[at(300.0, UNTRACKED)], &[at(700.0, UNTRACKED)], &[at(700.0, UNTRACKED)]];
+        let untracked = vec![
+            vec![at(300.0, UNTRACKED)],
+            vec![at(700.0, UNTRACKED)],
+            vec![at(700.0, UNTRACKED)],
+        ];
         assert!(run(&mut lc, &untracked).is_empty());
     }
 
@@ -376,20 +445,35 @@ mod tests {
     fn crossing_beyond_segment_end_is_ignored() {
         let config = r#"{"lines": [{"name": "short", "start": [0, 0.5], "end": [0.3, 0.5]}]}"#;
         let mut lc = LineCrossing::configure(config, &context()).unwrap();
-        assert!(run(&mut lc, &[&[at(300.0, 1)], &[at(700.0, 1)], &[at(700.0, 1)]]).is_empty());
+        assert!(run(
+            &mut lc,
+            &[vec![at(300.0, 1)], vec![at(700.0, 1)], vec![at(700.0, 1)]]
+        )
+        .is_empty());
     }
 
     #[test]
     fn state_survives_reload() {
         let mut old = LineCrossing::configure(CONFIG, &context()).unwrap();
-        run(&mut old, &[&[at(300.0, 1)], &[at(700.0, 1)], &[at(700.0, 1)], &[at(300.0, 2)]]);
+        run(
+            &mut old,
+            &[
+                vec![at(300.0, 1)],
+                vec![at(700.0, 1)],
+                vec![at(700.0, 1)],
+                vec![at(300.0, 2)],
+            ],
+        );
         let saved = old.save_state();
         let mut new = LineCrossing::configure(CONFIG, &context()).unwrap();
         new.load_state(&saved).unwrap();
         // Track 2 was seen above the line before the reload: it now counts.
-        let events = run(&mut new, &[&[at(700.0, 2)], &[at(700.0, 2)]]);
+        let events = run(&mut new, &[vec![at(700.0, 2)], vec![at(700.0, 2)]]);
         assert_eq!(attr(&events[0], "total_in"), "2");
         assert!(new.load_state(b"not json").is_err());
-        assert!(new.load_state(br#"{"version": 99, "counts": {}, "tracks": {}}"#).unwrap_err().contains("version 99"));
+        assert!(new
+            .load_state(br#"{"version": 99, "counts": {}, "tracks": {}}"#)
+            .unwrap_err()
+            .contains("version 99"));
     }
 }

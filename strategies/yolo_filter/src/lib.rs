@@ -104,7 +104,10 @@ impl Strategy for YoloFilter {
     fn configure(config: &str, context: &HostContext) -> Result<Self, String> {
         let config: Config = dshost_sdk::parse_config(config)?;
         if !(0.0..=1.0).contains(&config.min_confidence) {
-            return Err(format!("`min_confidence` must be within 0..=1, got {}", config.min_confidence));
+            return Err(format!(
+                "`min_confidence` must be within 0..=1, got {}",
+                config.min_confidence
+            ));
         }
         if !(config.min_width >= 0.0 && config.min_height >= 0.0) {
             return Err("`min_width` and `min_height` must be zero or positive".to_string());
@@ -156,7 +159,11 @@ impl Strategy for YoloFilter {
         })
     }
 
-    fn process(&mut self, frame: &FrameHeader, objects: Objects<'_>) -> Result<Vec<Detection>, String> {
+    fn process(
+        &mut self,
+        frame: &FrameHeader,
+        objects: Objects<'_>,
+    ) -> Result<Vec<Detection>, String> {
         let mut detections = Vec::new();
         for object in objects.iter() {
             if object.confidence < self.min_confidence
@@ -198,17 +205,33 @@ mod tests {
     }
 
     fn frame() -> FrameHeader {
-        FrameHeader { source_id: "cam-1".into(), frame_number: 1, pts_ns: 0, width: 1000, height: 1000 }
+        FrameHeader {
+            source_id: "cam-1".into(),
+            frame_number: 1,
+            pts_ns: 0,
+            width: 1000,
+            height: 1000,
+        }
     }
 
     fn object(class_id: u32, confidence: f32, left: f32, top: f32, size: f32, id: u64) -> Object {
-        Object { left, top, width: size, height: size, confidence, class_id, object_id: id }
+        Object {
+            left,
+            top,
+            width: size,
+            height: size,
+            confidence,
+            class_id,
+            object_id: id,
+        }
     }
 
     fn run(config: &str, objects: &[Object]) -> Vec<Detection> {
         let mut filter = YoloFilter::configure(config, &context()).unwrap();
         let buffer = encode_objects(objects);
-        filter.process(&frame(), Objects::new(&buffer).unwrap()).unwrap()
+        filter
+            .process(&frame(), Objects::new(&buffer).unwrap())
+            .unwrap()
     }
 
     #[test]
@@ -224,7 +247,11 @@ mod tests {
         assert_eq!(ids, vec![Some(1), Some(3)]);
         assert_eq!(kept[0].pattern, "person");
         assert_eq!(kept[1].pattern, "car");
-        assert_eq!(run("{}", &objects).len(), 3, "default min_confidence is 0.5, all classes");
+        assert_eq!(
+            run("{}", &objects).len(),
+            3,
+            "default min_confidence is 0.5, all classes"
+        );
     }
 
     #[test]

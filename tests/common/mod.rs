@@ -1,0 +1,65 @@
+//! Shared setup for end-to-end tests: the strategy components (built once
+//! per test process with the same script users run) and a strategy engine
+//! with a compile cache shared between tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use dshost::strategy::{EngineOptions, StrategyEngine};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// `target/strategies/`, with every strategy and test guest built. The
+/// build script is incremental, so this costs about a second when nothing
+/// changed.
+pub fn strategies_dir() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = repo_root();
+        let status = Command::new("bash")
+            .arg(root.join("scripts/build-strategies.sh"))
+            .status()
+            .expect("cannot run scripts/build-strategies.sh");
+        assert!(status.success(), "scripts/build-strategies.sh failed");
+        root.join("target/strategies")
+    })
+}
+
+pub fn strategy(name: &str) -> PathBuf {
+    strategies_dir().join(format!("{name}.wasm"))
+}
+
+pub fn strategy_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(strategy(name)).expect("strategy component missing")
+}
+
+/// A process-wide engine whose compile cache lives under `target/`, so a
+/// component is compiled once across test runs.
+pub fn engine() -> Arc<StrategyEngine> {
+    static ENGINE: OnceLock<Arc<StrategyEngine>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let cache_dir = repo_root().join("target/test-cache/strategies");
+            StrategyEngine::new(EngineOptions {
+                cache_dir: Some(cache_dir),
+            })
+            .expect("engine")
+        })
+        .clone()
+}
+
+/// Path of the `dshost` binary under test.
+pub fn dshost_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_dshost"))
+}
+
+pub fn fixture(path: &str) -> PathBuf {
+    repo_root().join("tests/fixtures").join(path)
+}
