@@ -8,7 +8,7 @@ cd "$root"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 out="$root/target/strategies"
 
-crates=(yolo_filter zone_intrusion line_crossing hostile)
+crates=(yolo_filter zone_intrusion line_crossing hostile bench_records)
 args=()
 for c in "${crates[@]}"; do args+=(-p "$c"); done
 cargo build --quiet --profile strategy --target wasm32-wasip2 "${args[@]}"
