@@ -16,6 +16,35 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// `dshost [OPTIONS]` is `dshost run [OPTIONS]`.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Options of the main job.
+#[derive(Debug, Clone, Args, Default)]
+pub struct RunArgs {
+    /// Config file (YAML). Default: the embedded default config: one synthetic
+    /// `scene://` source (rendered objects with ground truth, not real video).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Strategy component to run (repeatable). Replaces the config's strategy list;
+    /// a config entry with the same name (file name without .wasm) supplies its settings.
+    #[arg(long = "strategy", value_name = "FILE.wasm")]
+    pub strategies: Vec<PathBuf>,
+    /// Video source URI (repeatable): file path, rtsp://, http(s)://, v4l2://, test://PATTERN,
+    /// scene://. Replaces the config's sources; ids are source-1, source-2, ...
+    #[arg(long = "source", value_name = "URI")]
+    pub sources: Vec<String>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Write alerts as JSON lines to FILE, or to stdout with `-` (instead of readable lines).
+    #[arg(long, value_name = "FILE|-")]
+    pub alerts_jsonl: Option<String>,
+    /// Write the exit summary as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -37,6 +66,12 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the pipeline and strategies (the default command).
+    Run(RunArgs),
+    /// Check a config file; prints every error with its line, exits non-zero on errors.
+    ValidateConfig { file: PathBuf },
+    /// Record each frame's objects from a source as JSON lines (replayable with `strategy test`).
+    Record(RecordArgs),
     /// Inspect and test strategy components.
     #[command(subcommand)]
     Strategy(StrategyCommand),
@@ -84,4 +119,20 @@ pub struct StrategyTestArgs {
     /// Most detections accepted per frame.
     #[arg(long, default_value_t = 256)]
     pub max_detections: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Source URI (same forms as `--source`).
+    #[arg(long, value_name = "URI")]
+    pub source: String,
+    /// Where to write the frames.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub frames_out: PathBuf,
+    /// Config whose `pipeline` settings (detector, tracker, labels) apply.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Stop after this many seconds (live sources run until stopped otherwise).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
 }

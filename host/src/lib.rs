@@ -8,4 +8,5 @@ pub mod alerts;
 pub mod config;
 pub mod frame;
 pub mod paths;
+pub mod pipeline;
 pub mod strategy;

@@ -1,6 +1,7 @@
 //! The `dshost` binary: parses the command line and runs the command.
 
 mod cli;
+mod run;
 
 use std::io::{BufReader, Write};
 use std::path::Path;
@@ -14,7 +15,7 @@ use clap::Parser;
 use cli::{Cli, Command, LogFormat, StrategyCommand, StrategyTestArgs};
 use dshost::frame::{jsonl, LabelTable};
 use dshost::strategy::replay::{replay, ReplayOptions};
-use dshost::strategy::{EngineOptions, RecoveryPolicy, SandboxLimits, StrategyEngine};
+use dshost::strategy::{RecoveryPolicy, SandboxLimits};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -51,20 +52,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             strategy_check(&data_dir, &file, json)
         }
         Some(Command::Strategy(StrategyCommand::Test(args))) => strategy_test(&data_dir, &args),
-        None => {
-            use clap::CommandFactory;
-            Cli::command().print_help()?;
-            Ok(ExitCode::from(2))
+        Some(Command::Run(args)) => run::run(&args, &data_dir),
+        Some(Command::ValidateConfig { file }) => validate_config(&file),
+        Some(Command::Record(args)) => run::record(&args),
+        None => run::run(&cli.run, &data_dir),
+    }
+}
+
+fn validate_config(file: &Path) -> Result<ExitCode> {
+    match dshost::config::load_file(file) {
+        Ok(config) => {
+            println!(
+                "{}: valid ({} sources, {} strategies)",
+                file.display(),
+                config.sources.len(),
+                config.strategies.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprint!("{errors}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }
 
-fn engine(data_dir: &Path) -> Result<Arc<StrategyEngine>> {
-    let options = EngineOptions {
-        cache_dir: Some(dshost::paths::strategy_cache_dir(data_dir)),
-    };
-    StrategyEngine::new(options).context("failed to start the strategy engine")
-}
+use run::engine;
 
 fn strategy_name(file: &Path) -> String {
     file.file_stem()

@@ -86,6 +86,9 @@ pub struct Origin<'a> {
     pub strategy_version: &'a str,
     /// Position of the detection within the strategy's answer for the frame.
     pub index: usize,
+    /// Distinguishes runs of the process (frame numbers restart with it);
+    /// 0 for replays, which must give the same ids every time.
+    pub run: u64,
 }
 
 impl Alert {
@@ -130,6 +133,7 @@ fn alert_id(origin: &Origin<'_>) -> String {
     hasher.update(origin.frame.to_le_bytes());
     hasher.update(origin.pts_ns.to_le_bytes());
     hasher.update((origin.index as u64).to_le_bytes());
+    hasher.update(origin.run.to_le_bytes());
     hasher.finalize()[..16]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -162,6 +166,7 @@ mod tests {
             strategy: "yolo_filter",
             strategy_version: "0.1.0+sha256:3f2a9c1e",
             index,
+            run: 0,
         }
     }
 

@@ -1,5 +1,15 @@
-//! Configuration. For now: turning a strategy's YAML config into the JSON
-//! document strategies receive in `configure`.
+//! Configuration: the YAML model, loading with every error reported at once,
+//! and the embedded default.
+
+pub mod load;
+mod locate;
+pub mod model;
+
+pub use load::{load_file, parse_config, parse_config_with, ConfigErrors, ConfigIssue};
+pub use model::*;
+
+/// The default config compiled into the binary (`configs/default.yaml`).
+pub const DEFAULT_CONFIG: &str = include_str!("../../../configs/default.yaml");
 
 /// A strategy config that is not valid YAML.
 #[derive(Debug, thiserror::Error)]
@@ -51,5 +61,17 @@ mod tests {
         assert_eq!(yaml_to_json("  \n").unwrap(), "{}");
         let err = yaml_to_json("a: [1, 2\n").unwrap_err();
         assert!(err.location.starts_with("line "), "{err}");
+    }
+
+    #[test]
+    fn embedded_default_parses() {
+        // Strategy files are checked when running; here only the structure.
+        let errors = parse_config(DEFAULT_CONFIG, "default.yaml").err();
+        if let Some(errors) = errors {
+            assert!(
+                errors.issues.iter().all(|i| i.path.ends_with(".path")),
+                "{errors}"
+            );
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod replay;
 pub mod sandbox;
 pub mod supervisor;
 pub mod validate;
+pub mod worker;
 
 use std::path::PathBuf;
 

@@ -97,6 +97,7 @@ pub fn replay(
                         strategy: &component.name,
                         strategy_version: &component.version,
                         index,
+                        run: 0,
                     };
                     writeln!(
                         out,

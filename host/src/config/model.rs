@@ -1,0 +1,251 @@
+//! The configuration file's structure. Every field is documented here; the
+//! example configs in `configs/` are loaded by the tests.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// A whole dshost config (`configs/*.yaml`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Video sources.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// Strategy plugins and which sources they see.
+    #[serde(default)]
+    pub strategies: Vec<StrategyConfig>,
+    #[serde(default)]
+    pub recovery: RecoveryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Unique id; appears in alerts, logs and metrics instead of the URI.
+    pub id: String,
+    /// File path, file://, rtsp://, http(s)://, v4l2://, test://PATTERN or scene://.
+    pub uri: String,
+    /// Restart a file from the beginning when it ends.
+    #[serde(default, rename = "loop")]
+    pub loop_file: bool,
+    /// Play files at their frame rate instead of as fast as possible.
+    #[serde(default)]
+    pub realtime: bool,
+    #[serde(default)]
+    pub rtsp: RtspConfig,
+    /// Object stage for this source; default: `pipeline.detector`.
+    #[serde(default)]
+    pub detector: Option<DetectorKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtspConfig {
+    /// `tcp` (default; survives NAT and lossy links) or `udp` (lower latency).
+    #[serde(default = "RtspConfig::default_transport")]
+    pub transport: RtspTransport,
+    /// Jitter buffer, milliseconds.
+    #[serde(default = "RtspConfig::default_latency")]
+    pub latency_ms: u32,
+}
+
+impl RtspConfig {
+    fn default_transport() -> RtspTransport {
+        RtspTransport::Tcp
+    }
+    fn default_latency() -> u32 {
+        200
+    }
+}
+
+impl Default for RtspConfig {
+    fn default() -> Self {
+        RtspConfig {
+            transport: Self::default_transport(),
+            latency_ms: Self::default_latency(),
+        }
+    }
+}
+
+/// Where a frame's objects come from on the CPU backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorKind {
+    /// Region-of-interest metadata when the frame carries any, else motion.
+    Auto,
+    /// The built-in motion detector.
+    Motion,
+    /// Only `GstVideoRegionOfInterestMeta` attached upstream.
+    Roi,
+    /// No objects (strategies still see every frame).
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// DeepStream when installed and usable, else CPU.
+    Auto,
+    /// Plain GStreamer on the CPU.
+    Cpu,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    pub backend: Backend,
+    /// Default object stage for every source.
+    pub detector: DetectorKind,
+    pub motion: MotionConfig,
+    pub tracker: TrackerConfig,
+    /// Frames waiting per source for the strategies; when full the oldest is
+    /// dropped and counted.
+    pub queue_depth: usize,
+    /// Class label table (index = class id); default: the 80 COCO labels
+    /// plus `motion`.
+    pub labels: Option<Vec<String>>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            backend: Backend::Auto,
+            detector: DetectorKind::Auto,
+            motion: MotionConfig::default(),
+            tracker: TrackerConfig::default(),
+            queue_depth: 16,
+            labels: None,
+        }
+    }
+}
+
+/// Built-in motion detector (frame differencing).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MotionConfig {
+    /// Width of the grey analysis image; height follows the aspect ratio.
+    pub analysis_width: u32,
+    /// Per-pixel brightness change (0-255) that counts as motion.
+    pub threshold: u8,
+    /// Morphological closing iterations (joins fragments of one object).
+    pub closing: u32,
+    /// Smallest object, as a fraction of the frame area.
+    pub min_area: f32,
+}
+
+impl Default for MotionConfig {
+    fn default() -> Self {
+        MotionConfig {
+            analysis_width: 160,
+            threshold: 25,
+            closing: 2,
+            min_area: 0.001,
+        }
+    }
+}
+
+/// IoU tracker giving stable object ids to detections that have none.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    pub enabled: bool,
+    /// Overlap needed to continue a track.
+    pub iou_threshold: f32,
+    /// Frames a track survives without a match.
+    pub max_missed_frames: u32,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            enabled: true,
+            iou_threshold: 0.3,
+            max_missed_frames: 15,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyConfig {
+    /// Unique name; alerts carry it. Default: the file name without `.wasm`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The component, e.g. `target/strategies/yolo_filter.wasm`.
+    pub path: PathBuf,
+    /// The strategy's own settings, passed to it as JSON.
+    #[serde(default)]
+    pub config: serde_yaml::Value,
+    /// Source ids this strategy sees; empty or absent = every source.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+impl StrategyConfig {
+    pub fn resolved_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            self.path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "strategy".into())
+        })
+    }
+}
+
+/// Sandbox limits of one strategy.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub memory_mib: usize,
+    pub call_timeout_ms: u64,
+    pub max_detections: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            memory_mib: 64,
+            call_timeout_ms: 20,
+            max_detections: 256,
+        }
+    }
+}
+
+/// Source restarts and strategy recovery.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// Restarts before a source is given up; absent = unlimited for live
+    /// sources, 3 for files.
+    pub max_attempts: Option<u32>,
+    /// A source that produces no frame for this long is restarted.
+    pub watchdog_seconds: f64,
+    /// Consecutive failures after which a strategy instance is quarantined.
+    pub strategy_quarantine_after: u32,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            initial_backoff_ms: 500,
+            max_backoff_ms: 10_000,
+            max_attempts: None,
+            watchdog_seconds: 5.0,
+            strategy_quarantine_after: 5,
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The running pipeline: sources added and removed at run time, each with
+//! its controller thread (GStreamer pipeline, restarts) and its strategy
+//! worker thread, isolated from every other source.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use super::controller::run_source;
+use super::cpu::StageContext;
+use super::metrics::{SourceMetrics, SourceSummary};
+use super::queue::FrameQueue;
+use super::source::SourceSpec;
+use crate::alerts::Alert;
+use crate::config::{PipelineConfig, RecoveryConfig};
+use crate::frame::LabelTable;
+use crate::strategy::worker::{FrameTap, StrategySlot, Worker};
+use crate::strategy::{
+    CallError, InstanceSettings, RecoveryPolicy, SandboxLimits, StrategyComponent, StrategyEngine,
+    StrategyMetrics, SupervisedInstance,
+};
+
+/// A loaded strategy and where it runs.
+#[derive(Clone)]
+pub struct StrategyPlan {
+    pub name: String,
+    pub component: Arc<StrategyComponent>,
+    pub config_json: String,
+    /// Source ids; empty = every source.
+    pub sources: Vec<String>,
+    pub limits: SandboxLimits,
+}
+
+impl StrategyPlan {
+    fn applies_to(&self, source: &str) -> bool {
+        self.sources.is_empty() || self.sources.iter().any(|s| s == source)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("a source with the id `{0}` is already running")]
+    DuplicateSource(String),
+    #[error("no source has the id `{0}`")]
+    UnknownSource(String),
+    #[error("strategy `{strategy}` could not start for source `{source_id}`: {error}")]
+    Strategy {
+        strategy: String,
+        source_id: String,
+        error: CallError,
+    },
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+    #[error("GStreamer could not be initialised: {0}")]
+    Gstreamer(String),
+}
+
+/// Makes the frame tap of a source (given its id).
+type TapFactory = Box<dyn Fn(&str) -> FrameTap + Send + Sync>;
+
+struct SourceHandle {
+    spec: SourceSpec,
+    metrics: Arc<SourceMetrics>,
+    stop: Arc<AtomicBool>,
+    controller: Option<JoinHandle<()>>,
+    worker: Option<JoinHandle<()>>,
+    strategy_metrics: Vec<(String, Arc<StrategyMetrics>)>,
+}
+
+/// Settings shared by every source.
+#[derive(Clone)]
+pub struct RuntimeSettings {
+    pub pipeline: PipelineConfig,
+    pub recovery: RecoveryConfig,
+    pub labels: Arc<LabelTable>,
+}
+
+pub struct Runtime {
+    engine: Arc<StrategyEngine>,
+    settings: RuntimeSettings,
+    strategies: Vec<StrategyPlan>,
+    alerts: Sender<Alert>,
+    run_id: u64,
+    sources: Mutex<BTreeMap<String, SourceHandle>>,
+    tap_factory: Option<TapFactory>,
+}
+
+impl Runtime {
+    pub fn new(
+        engine: Arc<StrategyEngine>,
+        settings: RuntimeSettings,
+        strategies: Vec<StrategyPlan>,
+        alerts: Sender<Alert>,
+    ) -> Result<Self, RuntimeError> {
+        gstreamer::init().map_err(|e| RuntimeError::Gstreamer(e.to_string()))?;
+        let run_id = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ u64::from(std::process::id()) << 32;
+        Ok(Runtime {
+            engine,
+            settings,
+            strategies,
+            alerts,
+            run_id,
+            sources: Mutex::new(BTreeMap::new()),
+            tap_factory: None,
+        })
+    }
+
+    /// Every analysed frame of every source also goes to a tap made by
+    /// `factory` for that source (used by `dshost record`).
+    pub fn with_frame_tap(
+        mut self,
+        factory: impl Fn(&str) -> FrameTap + Send + Sync + 'static,
+    ) -> Self {
+        self.tap_factory = Some(Box::new(factory));
+        self
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SourceHandle>> {
+        // A panic while holding this lock cannot leave the map half-updated
+        // (single inserts and removes), so poisoning is safe to ignore.
+        self.sources
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts a source (and its strategy instances) without touching others.
+    pub fn add_source(&self, spec: SourceSpec) -> Result<(), RuntimeError> {
+        let id = spec.id.to_string();
+        if self.lock().contains_key(&id) {
+            return Err(RuntimeError::DuplicateSource(id));
+        }
+        let policy = RecoveryPolicy {
+            quarantine_after: self.settings.recovery.strategy_quarantine_after,
+            ..RecoveryPolicy::default()
+        };
+        let mut slots = Vec::new();
+        let mut strategy_metrics = Vec::new();
+        for plan in self.strategies.iter().filter(|p| p.applies_to(&id)) {
+            let metrics = Arc::new(StrategyMetrics::default());
+            let settings = InstanceSettings {
+                source_id: spec.id.clone(),
+                config_json: plan.config_json.clone(),
+                labels: self.settings.labels.clone(),
+                limits: plan.limits.clone(),
+            };
+            let instance = SupervisedInstance::start(
+                self.engine.clone(),
+                plan.component.clone(),
+                settings,
+                policy.clone(),
+                metrics.clone(),
+            )
+            .map_err(|error| RuntimeError::Strategy {
+                strategy: plan.name.clone(),
+                source_id: id.clone(),
+                error,
+            })?;
+            slots.push(StrategySlot {
+                name: plan.name.clone(),
+                instance,
+            });
+            strategy_metrics.push((plan.name.clone(), metrics));
+        }
+
+        let queue = Arc::new(FrameQueue::new(self.settings.pipeline.queue_depth));
+        let metrics = Arc::new(SourceMetrics::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = Worker {
+            queue: queue.clone(),
+            metrics: metrics.clone(),
+            slots,
+            alerts: self.alerts.clone(),
+            run_id: self.run_id,
+            tap: self.tap_factory.as_ref().map(|factory| factory(&id)),
+        };
+        let worker = std::thread::Builder::new()
+            .name(format!("strategies-{id}"))
+            .spawn(move || worker.run())
+            .map_err(RuntimeError::Thread)?;
+        let stage = StageContext {
+            source_id: spec.id.clone(),
+            queue: queue.clone(),
+            metrics: metrics.clone(),
+            labels: self.settings.labels.clone(),
+            motion: self.settings.pipeline.motion.clone(),
+            tracker: self.settings.pipeline.tracker.clone(),
+            frame_counter: Arc::new(AtomicU64::new(0)),
+        };
+        let controller = {
+            let (spec, recovery, stop) =
+                (spec.clone(), self.settings.recovery.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("source-{id}"))
+                .spawn(move || run_source(spec, stage, recovery, stop))
+        };
+        let controller = match controller {
+            Ok(handle) => handle,
+            Err(error) => {
+                queue.close();
+                let _ = worker.join();
+                return Err(RuntimeError::Thread(error));
+            }
+        };
+        self.lock().insert(
+            id,
+            SourceHandle {
+                spec,
+                metrics,
+                stop,
+                controller: Some(controller),
+                worker: Some(worker),
+                strategy_metrics,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops and removes a source; frames it already queued are processed.
+    pub fn remove_source(&self, id: &str) -> Result<SourceSummary, RuntimeError> {
+        let handle = self
+            .lock()
+            .remove(id)
+            .ok_or_else(|| RuntimeError::UnknownSource(id.to_string()))?;
+        Ok(finish(handle))
+    }
+
+    /// Ids of the running sources.
+    pub fn source_ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Whether every source has ended (files done, sources failed for good).
+    pub fn all_ended(&self) -> bool {
+        self.lock().values().all(|h| h.metrics.state().is_final())
+    }
+
+    pub fn summaries(&self) -> Vec<SourceSummary> {
+        self.lock()
+            .values()
+            .map(|h| h.metrics.snapshot(&h.spec.id, &h.spec.uri.redacted()))
+            .collect()
+    }
+
+    /// Per (source, strategy) metrics.
+    pub fn strategy_metrics(&self) -> Vec<(String, String, Arc<StrategyMetrics>)> {
+        self.lock()
+            .iter()
+            .flat_map(|(source, h)| {
+                h.strategy_metrics
+                    .iter()
+                    .map(move |(name, m)| (source.clone(), name.clone(), m.clone()))
+            })
+            .collect()
+    }
+
+    /// Stops every source, lets workers drain what was accepted, and returns
+    /// the final summaries.
+    pub fn shutdown(&self) -> Vec<SourceSummary> {
+        let handles: Vec<SourceHandle> = std::mem::take(&mut *self.lock()).into_values().collect();
+        for handle in &handles {
+            handle
+                .stop
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        handles.into_iter().map(finish).collect()
+    }
+}
+
+fn finish(mut handle: SourceHandle) -> SourceSummary {
+    handle
+        .stop
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(controller) = handle.controller.take() {
+        let _ = controller.join();
+    }
+    if let Some(worker) = handle.worker.take() {
+        let _ = worker.join();
+    }
+    handle
+        .metrics
+        .snapshot(&handle.spec.id, &handle.spec.uri.redacted())
+}

@@ -1,0 +1,44 @@
+//! A source as the pipeline runs it: id, parsed URI and per-source settings.
+
+use std::sync::Arc;
+
+use super::uri::{SourceUri, UriError};
+use crate::config::{DetectorKind, RtspConfig, SourceConfig};
+
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    pub id: Arc<str>,
+    pub uri: SourceUri,
+    pub loop_file: bool,
+    /// Pace frames at their timestamps (cameras and paced generators are
+    /// always paced by their producer).
+    pub realtime: bool,
+    pub rtsp: RtspConfig,
+    pub detector: DetectorKind,
+}
+
+impl SourceSpec {
+    pub fn from_config(
+        config: &SourceConfig,
+        default_detector: DetectorKind,
+    ) -> Result<Self, UriError> {
+        let uri = SourceUri::parse(&config.uri)?;
+        let realtime = match &uri {
+            SourceUri::Test { format, .. } | SourceUri::Scene { format, .. } => format.realtime,
+            _ => config.realtime,
+        };
+        Ok(SourceSpec {
+            id: Arc::from(config.id.as_str()),
+            uri,
+            loop_file: config.loop_file,
+            realtime,
+            rtsp: config.rtsp.clone(),
+            detector: config.detector.unwrap_or(default_detector),
+        })
+    }
+
+    /// Live sources reconnect after end-of-stream; files end (or loop).
+    pub fn is_live(&self) -> bool {
+        self.uri.is_live()
+    }
+}

@@ -1,0 +1,460 @@
+//! The main job (`dshost run`) and `dshost record`: configuration with
+//! command-line overrides, strategies, the runtime, alert output, the live
+//! status line and the exit summary.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::cli::{RecordArgs, RunArgs};
+use dshost::alerts::Alert;
+use dshost::config::{self, Config, SourceConfig, StrategyConfig};
+use dshost::frame::jsonl::FrameLine;
+use dshost::frame::LabelTable;
+use dshost::pipeline::{Runtime, RuntimeSettings, SourceSpec, SourceSummary, StrategyPlan};
+use dshost::strategy::{SandboxLimits, StrategyEngine};
+
+/// Loads the config (file or embedded default) with the command line's
+/// sources and strategies applied, reporting every error at once.
+pub fn load_config(
+    config: Option<&Path>,
+    sources: &[String],
+    strategies: &[PathBuf],
+) -> Result<Config> {
+    let (text, origin) = match config {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the config {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (
+            config::DEFAULT_CONFIG.to_string(),
+            "<embedded default config>".to_string(),
+        ),
+    };
+    let parsed = config::parse_config_with(&text, &origin, |config| {
+        apply_overrides(config, sources, strategies)
+    })?;
+    Ok(parsed)
+}
+
+fn apply_overrides(config: &mut Config, sources: &[String], strategies: &[PathBuf]) {
+    if !sources.is_empty() {
+        config.sources = sources
+            .iter()
+            .enumerate()
+            .map(|(i, uri)| SourceConfig {
+                id: format!("source-{}", i + 1),
+                uri: uri.clone(),
+                loop_file: false,
+                realtime: false,
+                rtsp: Default::default(),
+                detector: None,
+            })
+            .collect();
+        // Strategies pinned to the replaced sources would point nowhere.
+        for strategy in &mut config.strategies {
+            strategy.sources.clear();
+        }
+    }
+    if !strategies.is_empty() {
+        let configured = std::mem::take(&mut config.strategies);
+        config.strategies = strategies
+            .iter()
+            .map(|path| {
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                match configured.iter().find(|s| s.resolved_name() == name) {
+                    Some(entry) => StrategyConfig {
+                        path: path.clone(),
+                        ..entry.clone()
+                    },
+                    None => StrategyConfig {
+                        name: Some(name),
+                        path: path.clone(),
+                        config: serde_yaml::Value::Null,
+                        sources: Vec::new(),
+                        limits: Default::default(),
+                    },
+                }
+            })
+            .collect();
+    }
+}
+
+pub fn engine(data_dir: &Path) -> Result<Arc<StrategyEngine>> {
+    let options = dshost::strategy::EngineOptions {
+        cache_dir: Some(dshost::paths::strategy_cache_dir(data_dir)),
+    };
+    StrategyEngine::new(options).context("failed to start the strategy engine")
+}
+
+fn labels(config: &Config) -> LabelTable {
+    match &config.pipeline.labels {
+        Some(labels) => LabelTable::from_labels(labels.clone()),
+        None => {
+            let mut table = LabelTable::coco();
+            table.intern("motion");
+            table
+        }
+    }
+}
+
+fn plans(engine: &StrategyEngine, config: &Config) -> Result<Vec<StrategyPlan>> {
+    let mut plans = Vec::new();
+    for strategy in &config.strategies {
+        let name = strategy.resolved_name();
+        let limits = SandboxLimits {
+            memory_bytes: strategy.limits.memory_mib << 20,
+            call_timeout: Duration::from_millis(strategy.limits.call_timeout_ms),
+            max_detections: strategy.limits.max_detections,
+            ..SandboxLimits::default()
+        };
+        let component = engine
+            .load_file(&name, &strategy.path, &limits)
+            .with_context(|| {
+                format!(
+                    "strategy `{name}` ({}) cannot be loaded",
+                    strategy.path.display()
+                )
+            })?;
+        tracing::info!(
+            strategy = %name, version = %component.version, world = component.world.as_str(),
+            compile_ms = component.compile.duration.as_millis() as u64, cached = component.compile.from_cache,
+            "strategy loaded"
+        );
+        let config_json = config::value_to_json(&strategy.config)
+            .with_context(|| format!("strategy `{name}` config"))?;
+        plans.push(StrategyPlan {
+            name,
+            component,
+            config_json,
+            sources: strategy.sources.clone(),
+            limits,
+        });
+    }
+    Ok(plans)
+}
+
+fn start_sources(runtime: &Runtime, config: &Config) -> Result<()> {
+    for source in &config.sources {
+        let spec = SourceSpec::from_config(source, config.pipeline.detector)
+            .with_context(|| format!("source `{}`", source.id))?;
+        if matches!(spec.uri, dshost::pipeline::uri::SourceUri::Scene { .. }) {
+            tracing::info!(
+                source = %spec.id,
+                "source `{}` is SYNTHETIC: a rendered scene with ground-truth objects, for demos and tests",
+                spec.id
+            );
+        }
+        runtime
+            .add_source(spec)
+            .with_context(|| format!("cannot start source `{}`", source.id))?;
+    }
+    Ok(())
+}
+
+/// Where alerts go: readable lines on stdout, and/or JSON lines.
+struct AlertOutput {
+    readable: bool,
+    jsonl: Option<Box<dyn Write + Send>>,
+}
+
+impl AlertOutput {
+    fn new(target: Option<&str>) -> Result<Self> {
+        Ok(match target {
+            None => AlertOutput {
+                readable: true,
+                jsonl: None,
+            },
+            Some("-") => AlertOutput {
+                readable: false,
+                jsonl: Some(Box::new(std::io::stdout())),
+            },
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open the alerts file {path}"))?;
+                AlertOutput {
+                    readable: true,
+                    jsonl: Some(Box::new(std::io::BufWriter::new(file))),
+                }
+            }
+        })
+    }
+
+    /// Writes alerts until every sender is gone; returns how many.
+    fn run(mut self, alerts: Receiver<Alert>) -> u64 {
+        let mut count = 0;
+        let stdout = std::io::stdout();
+        while let Ok(alert) = alerts.recv() {
+            count += 1;
+            if let Some(out) = &mut self.jsonl {
+                if let Err(error) = writeln!(out, "{}", alert.to_json_line()) {
+                    tracing::error!(error = %error, "cannot write an alert line");
+                }
+            }
+            if self.readable {
+                let mut out = stdout.lock();
+                let _ = writeln!(out, "{}", readable(&alert));
+            }
+            // Alerts must appear promptly; the JSON writer is buffered so a
+            // burst costs one write, flushed here per alert.
+            if let Some(out) = &mut self.jsonl {
+                let _ = out.flush();
+            }
+        }
+        if let Some(out) = &mut self.jsonl {
+            let _ = out.flush();
+        }
+        count
+    }
+}
+
+fn readable(alert: &Alert) -> String {
+    let id = alert
+        .object_id
+        .map(|id| format!(" id={id}"))
+        .unwrap_or_default();
+    let attributes: Vec<String> = alert
+        .attributes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!(
+        "{} [{}] {} #{} {}: {} {:.2} at {:.0},{:.0} {:.0}x{:.0}{}{}",
+        alert.ts,
+        alert.level.as_str(),
+        alert.source,
+        alert.frame,
+        alert.strategy,
+        alert.pattern,
+        alert.confidence,
+        alert.bbox.left,
+        alert.bbox.top,
+        alert.bbox.width,
+        alert.bbox.height,
+        id,
+        if attributes.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", attributes.join(" "))
+        }
+    )
+}
+
+/// Waits for the end of every source, the duration, or Ctrl-C, showing a
+/// status line on a terminal.
+fn wait(runtime: &Runtime, duration: Option<f64>, alerts_seen: &dyn Fn() -> u64) -> Result<()> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let interrupted = interrupted.clone();
+        ctrlc::set_handler(move || interrupted.store(true, Ordering::SeqCst))
+            .context("cannot install the Ctrl-C handler")?;
+    }
+    let started = Instant::now();
+    let deadline = duration.map(|d| started + Duration::from_secs_f64(d.max(0.0)));
+    let show_status = std::io::stderr().is_terminal();
+    let mut last_status = Instant::now();
+    let mut previous: Vec<SourceSummary> = runtime.summaries();
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if interrupted.load(Ordering::SeqCst) {
+            tracing::info!("interrupted; stopping and flushing");
+            break;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if runtime.all_ended() {
+            break;
+        }
+        if show_status && last_status.elapsed() >= Duration::from_secs(1) {
+            let elapsed = last_status.elapsed().as_secs_f64();
+            last_status = Instant::now();
+            let current = runtime.summaries();
+            eprint!(
+                "\r\x1b[2K{}",
+                status_line(&previous, &current, elapsed, alerts_seen())
+            );
+            previous = current;
+        }
+    }
+    if show_status {
+        eprint!("\r\x1b[2K");
+    }
+    Ok(())
+}
+
+fn status_line(
+    previous: &[SourceSummary],
+    current: &[SourceSummary],
+    seconds: f64,
+    alerts: u64,
+) -> String {
+    let parts: Vec<String> = current
+        .iter()
+        .map(|now| {
+            let before = previous.iter().find(|p| p.id == now.id);
+            let frames = now.frames_decoded - before.map(|b| b.frames_decoded).unwrap_or(0);
+            let given =
+                now.frames_to_strategies - before.map(|b| b.frames_to_strategies).unwrap_or(0);
+            let objects = now.objects - before.map(|b| b.objects).unwrap_or(0);
+            let strategy_s =
+                now.strategy_seconds - before.map(|b| b.strategy_seconds).unwrap_or(0.0);
+            format!(
+                "{} {:.1} fps {:.1} obj/f {:.0} µs/f",
+                now.id,
+                frames as f64 / seconds,
+                objects as f64 / frames.max(1) as f64,
+                strategy_s * 1e6 / given.max(1) as f64
+            )
+        })
+        .collect();
+    format!("{} | alerts {alerts}", parts.join(" | "))
+}
+
+fn print_summary(summaries: &[SourceSummary], alerts: u64) {
+    for s in summaries {
+        eprintln!(
+            "summary {}: {} frames decoded, {} given to strategies, {} dropped (strategy_backlog), {} restarts, {} objects, {} detections, state {}{}",
+            s.id,
+            s.frames_decoded,
+            s.frames_to_strategies,
+            s.frames_dropped.strategy_backlog,
+            s.restarts,
+            s.objects,
+            s.detections,
+            s.state.as_str(),
+            s.last_error.as_ref().map(|e| format!(", last error: {e}")).unwrap_or_default()
+        );
+    }
+    eprintln!("summary: {alerts} alerts");
+}
+
+pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
+    let config = load_config(args.config.as_deref(), &args.sources, &args.strategies)?;
+    if config.sources.is_empty() {
+        anyhow::bail!("no sources: add `sources:` to the config or pass --source URI");
+    }
+    let engine = engine(data_dir)?;
+    let plans = plans(&engine, &config)?;
+    if plans.is_empty() {
+        tracing::warn!("no strategies configured: frames are analysed but nothing raises alerts");
+    }
+    let output = AlertOutput::new(args.alerts_jsonl.as_deref())?;
+    let (sender, receiver) = std::sync::mpsc::channel::<Alert>();
+    let alert_count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = {
+        let count = alert_count.clone();
+        std::thread::Builder::new()
+            .name("alerts".into())
+            .spawn(move || {
+                let written = output.run(receiver);
+                count.store(written, Ordering::Relaxed);
+                written
+            })?
+    };
+    let settings = RuntimeSettings {
+        pipeline: config.pipeline.clone(),
+        recovery: config.recovery.clone(),
+        labels: Arc::new(labels(&config)),
+    };
+    let runtime = Runtime::new(engine, settings, plans, sender)?;
+    let started = start_sources(&runtime, &config);
+    if started.is_ok() {
+        let strategy_metrics = runtime.strategy_metrics();
+        let seen = move || {
+            strategy_metrics
+                .iter()
+                .map(|(_, _, m)| m.detections.load(Ordering::Relaxed))
+                .sum()
+        };
+        wait(&runtime, args.duration, &seen)?;
+    }
+    let strategy_metrics = runtime.strategy_metrics();
+    let summaries = runtime.shutdown();
+    drop(runtime);
+    let alerts = writer.join().unwrap_or(0);
+    started?;
+    print_summary(&summaries, alerts);
+    if let Some(path) = &args.summary_json {
+        let strategies: Vec<serde_json::Value> = strategy_metrics
+            .iter()
+            .map(|(source, name, m)| {
+                serde_json::json!({
+                    "source": source,
+                    "strategy": name,
+                    "calls": m.calls.load(Ordering::Relaxed),
+                    "detections": m.detections.load(Ordering::Relaxed),
+                    "invalid_detections": m.invalid_detections.load(Ordering::Relaxed),
+                    "errors": m.total_errors(),
+                    "restarts": m.restarts.load(Ordering::Relaxed),
+                    "quarantines": m.quarantines.load(Ordering::Relaxed),
+                })
+            })
+            .collect();
+        let summary =
+            serde_json::json!({ "sources": summaries, "strategies": strategies, "alerts": alerts });
+        std::fs::write(path, format!("{summary:#}\n"))
+            .with_context(|| format!("cannot write the summary {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn record(args: &RecordArgs) -> Result<ExitCode> {
+    let config = load_config(
+        args.config.as_deref(),
+        std::slice::from_ref(&args.source),
+        &[],
+    )?;
+    let labels = Arc::new(labels(&config));
+    let file = std::fs::File::create(&args.frames_out)
+        .with_context(|| format!("cannot create {}", args.frames_out.display()))?;
+    let out = Arc::new(Mutex::new(std::io::BufWriter::new(file)));
+    let engine =
+        StrategyEngine::new(Default::default()).context("failed to start the strategy engine")?;
+    let (sender, _receiver) = std::sync::mpsc::channel::<Alert>();
+    let settings = RuntimeSettings {
+        pipeline: config.pipeline.clone(),
+        recovery: config.recovery.clone(),
+        labels: labels.clone(),
+    };
+    let tap_out = out.clone();
+    let runtime =
+        Runtime::new(engine, settings, Vec::new(), sender)?.with_frame_tap(move |_source| {
+            let out = tap_out.clone();
+            let labels = labels.clone();
+            Box::new(move |frame| {
+                let line = FrameLine::from_compact(frame, &labels);
+                if let (Ok(mut out), Ok(text)) = (out.lock(), serde_json::to_string(&line)) {
+                    if let Err(error) = writeln!(out, "{text}") {
+                        tracing::error!(error = %error, "cannot write a frame line");
+                    }
+                }
+            })
+        });
+    let started = start_sources(&runtime, &config);
+    if started.is_ok() {
+        wait(&runtime, args.duration, &|| 0)?;
+    }
+    let summaries = runtime.shutdown();
+    started?;
+    if let Ok(mut out) = out.lock() {
+        out.flush()
+            .with_context(|| format!("cannot write {}", args.frames_out.display()))?;
+    }
+    let frames: u64 = summaries.iter().map(|s| s.frames_to_strategies).sum();
+    eprintln!("recorded {frames} frames to {}", args.frames_out.display());
+    Ok(ExitCode::SUCCESS)
+}
