@@ -3,6 +3,8 @@
 //! with a compile cache shared between tests.
 #![allow(dead_code)]
 
+pub mod media;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};

@@ -9,7 +9,7 @@
 //! into a pooled buffer and pushes it into the source's queue without ever
 //! blocking.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use gstreamer as gst;
@@ -52,6 +52,8 @@ pub struct StageContext {
     pub tracker: TrackerConfig,
     /// Frame numbers continue across restarts.
     pub frame_counter: Arc<AtomicU64>,
+    /// Set when the source is being stopped.
+    pub stop: Arc<AtomicBool>,
 }
 
 fn make(element: &'static str, package: &'static str) -> Result<gst::Element, BuildError> {
@@ -143,6 +145,11 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
     let metrics = stage.metrics.clone();
     let source_id = stage.source_id.clone();
     let counter = stage.frame_counter.clone();
+    let stop = stage.stop.clone();
+    // Clock-paced sources (cameras, real-time playback) must never wait:
+    // the oldest queued frame is dropped instead. Unpaced ones (files read
+    // as fast as possible) wait for room, so no frame goes unanalysed.
+    let paced = spec.realtime;
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -165,8 +172,12 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
                 };
                 let count = object_stage.run(buffer, &info, &mut frame);
                 metrics.objects.fetch_add(count as u64, Ordering::Relaxed);
-                if queue.push(frame) {
-                    metrics.dropped_backlog.fetch_add(1, Ordering::Relaxed);
+                if paced {
+                    if queue.push(frame) {
+                        metrics.dropped_backlog.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else {
+                    queue.push_waiting(frame, &stop);
                 }
                 Ok(gst::FlowSuccess::Ok)
             })

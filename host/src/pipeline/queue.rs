@@ -71,6 +71,35 @@ impl FrameQueue {
         dropped
     }
 
+    /// Enqueues a frame of a source that is not paced by a clock (a file
+    /// read as fast as possible): waits for room instead of dropping, so
+    /// every frame is analysed. This is ordinary sink backpressure (like a
+    /// sink waiting for its clock); it waits only for queue space, never on
+    /// a lock, and gives up when `stop` is set. Returns `false` when the
+    /// frame was discarded because of `stop`.
+    pub fn push_waiting(&self, mut frame: CompactFrame, stop: &AtomicBool) -> bool {
+        loop {
+            match self.frames.push(frame) {
+                Ok(()) => {
+                    if let Ok(consumer) = self.consumer.try_lock() {
+                        if let Some(thread) = consumer.as_ref() {
+                            thread.unpark();
+                        }
+                    }
+                    return true;
+                }
+                Err(back) => {
+                    if stop.load(Ordering::Relaxed) {
+                        self.recycle(back.objects);
+                        return false;
+                    }
+                    frame = back;
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            }
+        }
+    }
+
     /// Next frame, waiting up to `timeout`.
     pub fn pop(&self, timeout: Duration) -> Option<CompactFrame> {
         if let Some(frame) = self.frames.pop() {

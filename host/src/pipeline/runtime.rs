@@ -191,6 +191,7 @@ impl Runtime {
             motion: self.settings.pipeline.motion.clone(),
             tracker: self.settings.pipeline.tracker.clone(),
             frame_counter: Arc::new(AtomicU64::new(0)),
+            stop: stop.clone(),
         };
         let controller = {
             let (spec, recovery, stop) =

@@ -10,8 +10,9 @@ pub struct SourceSpec {
     pub id: Arc<str>,
     pub uri: SourceUri,
     pub loop_file: bool,
-    /// Pace frames at their timestamps (cameras and paced generators are
-    /// always paced by their producer).
+    /// Frames arrive paced by a clock (cameras, real-time playback): a full
+    /// queue drops the oldest frame. Otherwise (files read as fast as
+    /// possible) the pipeline waits for the strategies.
     pub realtime: bool,
     pub rtsp: RtspConfig,
     pub detector: DetectorKind,
@@ -25,7 +26,8 @@ impl SourceSpec {
         let uri = SourceUri::parse(&config.uri)?;
         let realtime = match &uri {
             SourceUri::Test { format, .. } | SourceUri::Scene { format, .. } => format.realtime,
-            _ => config.realtime,
+            SourceUri::Rtsp { .. } | SourceUri::V4l2 { .. } => true,
+            SourceUri::File { .. } | SourceUri::Http { .. } => config.realtime,
         };
         Ok(SourceSpec {
             id: Arc::from(config.id.as_str()),
