@@ -315,3 +315,69 @@ fn example_configs_are_valid() {
         assert!(output.status.success(), "{name}: {}", stderr(&output));
     }
 }
+
+#[test]
+fn sources_are_added_and_removed_at_run_time_without_disturbing_others() {
+    use dshost::config::{PipelineConfig, RecoveryConfig, SourceConfig};
+    use dshost::frame::LabelTable;
+    use dshost::pipeline::{Runtime, RuntimeSettings, SourceSpec, SourceState};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let (sender, _alerts) = std::sync::mpsc::channel();
+    let settings = RuntimeSettings {
+        pipeline: PipelineConfig::default(),
+        recovery: RecoveryConfig::default(),
+        labels: Arc::new(LabelTable::coco()),
+    };
+    let runtime = Runtime::new(common::engine(), settings, Vec::new(), sender).unwrap();
+    let spec = |id: &str| {
+        let config = SourceConfig {
+            id: id.to_string(),
+            uri: "test://ball?width=160&height=120&fps=30".to_string(),
+            loop_file: false,
+            realtime: true,
+            rtsp: Default::default(),
+            detector: None,
+        };
+        SourceSpec::from_config(&config, dshost::config::DetectorKind::Motion).unwrap()
+    };
+    let frames = |id: &str| {
+        runtime
+            .summaries()
+            .into_iter()
+            .find(|s| s.id == id)
+            .map(|s| s.frames_decoded)
+    };
+    let wait_until = |what: &str, condition: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !condition() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    runtime.add_source(spec("a")).unwrap();
+    wait_until("frames from a", &|| frames("a").unwrap_or(0) > 5);
+    runtime.add_source(spec("b")).unwrap();
+    assert!(matches!(
+        runtime.add_source(spec("b")),
+        Err(dshost::pipeline::RuntimeError::DuplicateSource(_))
+    ));
+    wait_until("frames from b", &|| frames("b").unwrap_or(0) > 5);
+
+    let removed = runtime.remove_source("b").unwrap();
+    assert_eq!(removed.state, SourceState::Stopped);
+    assert_eq!(frames("b"), None);
+    let a_before = frames("a").unwrap();
+    wait_until("a to keep running after b left", &|| {
+        frames("a").unwrap_or(0) > a_before + 10
+    });
+    assert!(matches!(
+        runtime.remove_source("b"),
+        Err(dshost::pipeline::RuntimeError::UnknownSource(_))
+    ));
+    let summaries = runtime.shutdown();
+    assert_eq!(summaries.len(), 1);
+    assert_eq!(summaries[0].restarts, 0);
+}

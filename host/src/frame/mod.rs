@@ -8,6 +8,7 @@ pub mod jsonl;
 pub mod labels;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 pub use dshost_sdk::layout::{encode_objects, Object, Objects, RECORD_SIZE, UNTRACKED};
 pub use labels::LabelTable;
@@ -23,6 +24,9 @@ pub struct CompactFrame {
     pub height: u32,
     /// Encoded object records; the length is a multiple of [`RECORD_SIZE`].
     pub objects: Vec<u8>,
+    /// When the pipeline finished the frame (decoded, objects attached);
+    /// frame-to-detection latency is measured from here.
+    pub captured_at: Instant,
 }
 
 impl CompactFrame {
@@ -35,6 +39,7 @@ impl CompactFrame {
             width: 0,
             height: 0,
             objects: Vec::with_capacity(capacity * RECORD_SIZE),
+            captured_at: Instant::now(),
         }
     }
 

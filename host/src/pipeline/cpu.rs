@@ -169,8 +169,10 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
                     width: info.width(),
                     height: info.height(),
                     objects: queue.take_buffer(),
+                    captured_at: std::time::Instant::now(),
                 };
                 let count = object_stage.run(buffer, &info, &mut frame);
+                frame.captured_at = std::time::Instant::now();
                 metrics.objects.fetch_add(count as u64, Ordering::Relaxed);
                 if paced {
                     if queue.push(frame) {

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::strategy::metrics::Histogram;
+
 /// Lifecycle of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,6 +64,8 @@ pub struct SourceMetrics {
     pub restarts: AtomicU64,
     /// Total time spent in strategy calls, nanoseconds.
     pub strategy_ns: AtomicU64,
+    /// From a frame leaving the pipeline to its strategies' results.
+    pub latency: Histogram,
     /// Nanoseconds since `epoch` of the last decoded frame.
     last_frame_ns: AtomicU64,
     state: AtomicU8,
@@ -80,6 +84,7 @@ impl Default for SourceMetrics {
             detections: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             strategy_ns: AtomicU64::new(0),
+            latency: Histogram::default(),
             last_frame_ns: AtomicU64::new(0),
             state: AtomicU8::new(SourceState::Starting as u8),
             epoch: Instant::now(),
@@ -134,6 +139,8 @@ impl SourceMetrics {
             objects: self.objects.load(Ordering::Relaxed),
             detections: self.detections.load(Ordering::Relaxed),
             strategy_seconds: self.strategy_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            latency_ms_p50: self.latency.quantile(0.5).map(|d| d.as_secs_f64() * 1e3),
+            latency_ms_p99: self.latency.quantile(0.99).map(|d| d.as_secs_f64() * 1e3),
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
         }
     }
@@ -158,5 +165,8 @@ pub struct SourceSummary {
     pub objects: u64,
     pub detections: u64,
     pub strategy_seconds: f64,
+    /// Frame-to-detection latency estimates (histogram quantiles).
+    pub latency_ms_p50: Option<f64>,
+    pub latency_ms_p99: Option<f64>,
     pub last_error: Option<String>,
 }

@@ -101,6 +101,29 @@ impl Histogram {
         self.counts().iter().sum()
     }
 
+    /// Estimated `q` quantile (0..=1), interpolated within its bucket;
+    /// `None` without observations.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let counts = self.counts();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * total as f64).max(1.0);
+        let mut seen = 0.0;
+        for (i, &count) in counts.iter().enumerate() {
+            let next = seen + count as f64;
+            if next >= rank && count > 0 {
+                let lower = if i == 0 { 0.0 } else { DURATION_BUCKETS[i - 1] };
+                let upper = DURATION_BUCKETS.get(i).copied().unwrap_or(lower * 2.0);
+                let fraction = (rank - seen) / count as f64;
+                return Some(Duration::from_secs_f64(lower + (upper - lower) * fraction));
+            }
+            seen = next;
+        }
+        None
+    }
+
     pub fn sum(&self) -> Duration {
         Duration::from_nanos(self.sum_ns.load(Ordering::Relaxed))
     }
@@ -149,12 +172,18 @@ mod tests {
         let h = Histogram::default();
         h.observe(Duration::from_nanos(500));
         h.observe(Duration::from_micros(3));
-        h.observe(Duration::from_secs(1));
+        h.observe(Duration::from_secs(2));
         let counts = h.counts();
         assert_eq!(counts[0], 1);
         assert_eq!(counts[2], 1);
         assert_eq!(*counts.last().unwrap(), 1);
         assert_eq!(h.count(), 3);
+        let median = h.quantile(0.5).unwrap();
+        assert!(
+            median > Duration::from_micros(2) && median <= Duration::from_micros(5),
+            "{median:?}"
+        );
+        assert!(Histogram::default().quantile(0.5).is_none());
     }
 
     #[test]
