@@ -45,6 +45,9 @@ pub struct RunArgs {
     /// Write the exit summary as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
+    /// Do not watch strategy files and the config file for changes (no hot reload).
+    #[arg(long)]
+    pub no_watch: bool,
 }
 
 #[derive(Debug, Args)]

@@ -17,8 +17,9 @@ use dshost::alerts::Alert;
 use dshost::config::{self, Config, SourceConfig, StrategyConfig};
 use dshost::frame::jsonl::FrameLine;
 use dshost::frame::LabelTable;
-use dshost::pipeline::{Runtime, RuntimeSettings, SourceSpec, SourceSummary, StrategyPlan};
-use dshost::strategy::{SandboxLimits, StrategyEngine};
+use dshost::pipeline::{Runtime, RuntimeSettings, SourceSpec, SourceSummary};
+use dshost::strategy::reload::{Reloader, StrategySpec};
+use dshost::strategy::StrategyEngine;
 
 /// Loads the config (file or embedded default) with the command line's
 /// sources and strategies applied, reporting every error at once.
@@ -108,40 +109,15 @@ fn labels(config: &Config) -> LabelTable {
     }
 }
 
-fn plans(engine: &StrategyEngine, config: &Config) -> Result<Vec<StrategyPlan>> {
-    let mut plans = Vec::new();
-    for strategy in &config.strategies {
-        let name = strategy.resolved_name();
-        let limits = SandboxLimits {
-            memory_bytes: strategy.limits.memory_mib << 20,
-            call_timeout: Duration::from_millis(strategy.limits.call_timeout_ms),
-            max_detections: strategy.limits.max_detections,
-            ..SandboxLimits::default()
-        };
-        let component = engine
-            .load_file(&name, &strategy.path, &limits)
-            .with_context(|| {
-                format!(
-                    "strategy `{name}` ({}) cannot be loaded",
-                    strategy.path.display()
-                )
-            })?;
-        tracing::info!(
-            strategy = %name, version = %component.version, world = component.world.as_str(),
-            compile_ms = component.compile.duration.as_millis() as u64, cached = component.compile.from_cache,
-            "strategy loaded"
-        );
-        let config_json = config::value_to_json(&strategy.config)
-            .with_context(|| format!("strategy `{name}` config"))?;
-        plans.push(StrategyPlan {
-            name,
-            component,
-            config_json,
-            sources: strategy.sources.clone(),
-            limits,
-        });
-    }
-    Ok(plans)
+fn specs(config: &Config) -> Result<Vec<StrategySpec>> {
+    config
+        .strategies
+        .iter()
+        .map(|entry| {
+            StrategySpec::from_config(entry)
+                .with_context(|| format!("strategy `{}` config", entry.resolved_name()))
+        })
+        .collect()
 }
 
 fn start_sources(runtime: &Runtime, config: &Config) -> Result<()> {
@@ -348,40 +324,59 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
         anyhow::bail!("no sources: add `sources:` to the config or pass --source URI");
     }
     let engine = engine(data_dir)?;
-    let plans = plans(&engine, &config)?;
-    if plans.is_empty() {
+    let initial = specs(&config)?;
+    if initial.is_empty() {
         tracing::warn!("no strategies configured: frames are analysed but nothing raises alerts");
     }
     let output = AlertOutput::new(args.alerts_jsonl.as_deref())?;
     let (sender, receiver) = std::sync::mpsc::channel::<Alert>();
-    let alert_count = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let writer = {
-        let count = alert_count.clone();
-        std::thread::Builder::new()
-            .name("alerts".into())
-            .spawn(move || {
-                let written = output.run(receiver);
-                count.store(written, Ordering::Relaxed);
-                written
-            })?
-    };
+    let writer = std::thread::Builder::new().name("alerts".into()).spawn(move || output.run(receiver))?;
     let settings = RuntimeSettings {
         pipeline: config.pipeline.clone(),
         recovery: config.recovery.clone(),
         labels: Arc::new(labels(&config)),
     };
-    let runtime = Runtime::new(engine, settings, plans, sender)?;
-    let started = start_sources(&runtime, &config);
+    let runtime = Arc::new(Runtime::new(engine.clone(), settings, Vec::new(), sender)?);
+    // Startup is a reload from nothing: the same path as hot reload, but
+    // here any failure is fatal.
+    let reloader = Arc::new(Mutex::new(Reloader::new(engine, runtime.clone())));
+    let failures: Vec<String> = lock(&reloader)
+        .apply_all(initial)
+        .into_iter()
+        .filter_map(|(name, result)| result.err().map(|e| format!("strategy `{name}`: {e}")))
+        .collect();
+    let started = if failures.is_empty() {
+        start_sources(&runtime, &config)
+    } else {
+        Err(anyhow::anyhow!("cannot start the strategies:\n  {}", failures.join("\n  ")))
+    };
+    let stop_watch = Arc::new(AtomicBool::new(false));
+    let mut watcher = None;
     if started.is_ok() {
+        if !args.no_watch {
+            let config_reader = args.config.clone().map(|path| {
+                let (sources, strategies) = (args.sources.clone(), args.strategies.clone());
+                let reread = path.clone();
+                let reader: dshost::strategy::watch::ConfigReader = Box::new(move || {
+                    let config = load_config(Some(&reread), &sources, &strategies).map_err(|e| format!("{e:#}"))?;
+                    specs(&config).map_err(|e| format!("{e:#}"))
+                });
+                (path, reader)
+            });
+            match dshost::strategy::watch::spawn(reloader.clone(), config_reader, stop_watch.clone()) {
+                Ok(handle) => watcher = Some(handle),
+                Err(error) => tracing::warn!(error = %error, "cannot watch for strategy changes; hot reload is off"),
+            }
+        }
         let strategy_metrics = runtime.strategy_metrics();
-        let seen = move || {
-            strategy_metrics
-                .iter()
-                .map(|(_, _, m)| m.detections.load(Ordering::Relaxed))
-                .sum()
-        };
+        let seen = move || strategy_metrics.iter().map(|(_, _, m)| m.detections.load(Ordering::Relaxed)).sum();
         wait(&runtime, args.duration, &seen)?;
     }
+    stop_watch.store(true, Ordering::Relaxed);
+    if let Some(watcher) = watcher {
+        let _ = watcher.join();
+    }
+    drop(reloader);
     let strategy_metrics = runtime.strategy_metrics();
     let summaries = runtime.shutdown();
     drop(runtime);
@@ -457,4 +452,8 @@ pub fn record(args: &RecordArgs) -> Result<ExitCode> {
     let frames: u64 = summaries.iter().map(|s| s.frames_to_strategies).sum();
     eprintln!("recorded {frames} frames to {}", args.frames_out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+fn lock(reloader: &Mutex<Reloader>) -> std::sync::MutexGuard<'_, Reloader> {
+    reloader.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

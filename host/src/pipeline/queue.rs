@@ -109,6 +109,15 @@ impl FrameQueue {
         self.frames.pop()
     }
 
+    /// Wakes the consumer (it has commands to look at).
+    pub fn wake(&self) {
+        if let Ok(consumer) = self.consumer.lock() {
+            if let Some(thread) = consumer.as_ref() {
+                thread.unpark();
+            }
+        }
+    }
+
     /// No more frames will come; the consumer drains and stops.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 use std::thread::JoinHandle;
 
 use super::controller::run_source;
@@ -16,7 +17,7 @@ use super::source::SourceSpec;
 use crate::alerts::Alert;
 use crate::config::{PipelineConfig, RecoveryConfig};
 use crate::frame::LabelTable;
-use crate::strategy::worker::{FrameTap, StrategySlot, Worker};
+use crate::strategy::worker::{FrameTap, InstallOutcome, StrategySlot, Worker, WorkerCommand};
 use crate::strategy::{
     CallError, InstanceSettings, RecoveryPolicy, SandboxLimits, StrategyComponent, StrategyEngine,
     StrategyMetrics, SupervisedInstance,
@@ -62,6 +63,8 @@ type TapFactory = Box<dyn Fn(&str) -> FrameTap + Send + Sync>;
 
 struct SourceHandle {
     spec: SourceSpec,
+    queue: Arc<FrameQueue>,
+    commands: Sender<WorkerCommand>,
     metrics: Arc<SourceMetrics>,
     stop: Arc<AtomicBool>,
     controller: Option<JoinHandle<()>>,
@@ -80,7 +83,9 @@ pub struct RuntimeSettings {
 pub struct Runtime {
     engine: Arc<StrategyEngine>,
     settings: RuntimeSettings,
-    strategies: Vec<StrategyPlan>,
+    strategies: RwLock<Vec<StrategyPlan>>,
+    /// Serializes strategy installs (reloads may come from several places).
+    installing: Mutex<()>,
     alerts: Sender<Alert>,
     run_id: u64,
     sources: Mutex<BTreeMap<String, SourceHandle>>,
@@ -103,7 +108,8 @@ impl Runtime {
         Ok(Runtime {
             engine,
             settings,
-            strategies,
+            strategies: RwLock::new(strategies),
+            installing: Mutex::new(()),
             alerts,
             run_id,
             sources: Mutex::new(BTreeMap::new()),
@@ -135,38 +141,18 @@ impl Runtime {
         if self.lock().contains_key(&id) {
             return Err(RuntimeError::DuplicateSource(id));
         }
-        let policy = RecoveryPolicy {
-            quarantine_after: self.settings.recovery.strategy_quarantine_after,
-            ..RecoveryPolicy::default()
-        };
+        // Holding the install lock: a strategy reload cannot slip between
+        // reading the plans and registering this source.
+        let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
+        let plans: Vec<StrategyPlan> = self.plans().into_iter().filter(|p| p.applies_to(&id)).collect();
         let mut slots = Vec::new();
         let mut strategy_metrics = Vec::new();
-        for plan in self.strategies.iter().filter(|p| p.applies_to(&id)) {
-            let metrics = Arc::new(StrategyMetrics::default());
-            let settings = InstanceSettings {
-                source_id: spec.id.clone(),
-                config_json: plan.config_json.clone(),
-                labels: self.settings.labels.clone(),
-                limits: plan.limits.clone(),
-            };
-            let instance = SupervisedInstance::start(
-                self.engine.clone(),
-                plan.component.clone(),
-                settings,
-                policy.clone(),
-                metrics.clone(),
-            )
-            .map_err(|error| RuntimeError::Strategy {
-                strategy: plan.name.clone(),
-                source_id: id.clone(),
-                error,
-            })?;
-            slots.push(StrategySlot {
-                name: plan.name.clone(),
-                instance,
-            });
+        for plan in &plans {
+            let (instance, metrics) = self.instantiate(plan, &spec.id)?;
+            slots.push(StrategySlot { name: plan.name.clone(), instance });
             strategy_metrics.push((plan.name.clone(), metrics));
         }
+        let (commands, command_receiver) = std::sync::mpsc::channel();
 
         let queue = Arc::new(FrameQueue::new(self.settings.pipeline.queue_depth));
         let metrics = Arc::new(SourceMetrics::default());
@@ -178,6 +164,8 @@ impl Runtime {
             alerts: self.alerts.clone(),
             run_id: self.run_id,
             tap: self.tap_factory.as_ref().map(|factory| factory(&id)),
+            commands: command_receiver,
+            source_id: id.clone(),
         };
         let worker = std::thread::Builder::new()
             .name(format!("strategies-{id}"))
@@ -212,6 +200,8 @@ impl Runtime {
             id,
             SourceHandle {
                 spec,
+                queue,
+                commands,
                 metrics,
                 stop,
                 controller: Some(controller),
@@ -220,6 +210,112 @@ impl Runtime {
             },
         );
         Ok(())
+    }
+
+    /// The strategies as currently installed.
+    pub fn plans(&self) -> Vec<StrategyPlan> {
+        self.strategies.read().map(|plans| plans.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn policy(&self) -> RecoveryPolicy {
+        RecoveryPolicy { quarantine_after: self.settings.recovery.strategy_quarantine_after, ..RecoveryPolicy::default() }
+    }
+
+    /// A configured instance of `plan` for `source` (instantiate + configure).
+    fn instantiate(
+        &self,
+        plan: &StrategyPlan,
+        source: &Arc<str>,
+    ) -> Result<(SupervisedInstance, Arc<StrategyMetrics>), RuntimeError> {
+        let metrics = Arc::new(StrategyMetrics::default());
+        let settings = InstanceSettings {
+            source_id: source.clone(),
+            config_json: plan.config_json.clone(),
+            labels: self.settings.labels.clone(),
+            limits: plan.limits.clone(),
+        };
+        let instance =
+            SupervisedInstance::start(self.engine.clone(), plan.component.clone(), settings, self.policy(), metrics.clone())
+                .map_err(|error| RuntimeError::Strategy {
+                    strategy: plan.name.clone(),
+                    source_id: source.to_string(),
+                    error,
+                })?;
+        Ok((instance, metrics))
+    }
+
+    /// Installs a new or changed strategy on every source it applies to, at
+    /// a frame boundary per source, and removes it from sources it no longer
+    /// applies to. Every instance is created and configured before any
+    /// source switches: a `configure` error changes nothing. Stateful
+    /// strategies carry their state over; a source whose new instance
+    /// refuses the state keeps the old version (reported per source).
+    pub fn install_strategy(&self, plan: StrategyPlan) -> Result<Vec<InstallOutcome>, RuntimeError> {
+        let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
+        let targets: Vec<(Arc<str>, Sender<WorkerCommand>, Arc<FrameQueue>)> = self
+            .lock()
+            .values()
+            .filter(|h| plan.applies_to(&h.spec.id))
+            .map(|h| (h.spec.id.clone(), h.commands.clone(), h.queue.clone()))
+            .collect();
+        let mut prepared = Vec::new();
+        for (source, commands, queue) in targets {
+            let (instance, metrics) = self.instantiate(&plan, &source)?;
+            prepared.push((source, commands, queue, instance, metrics));
+        }
+        let (reply, replies) = std::sync::mpsc::channel();
+        let mut sent = 0;
+        for (source, commands, queue, instance, metrics) in prepared {
+            let command = WorkerCommand::Install {
+                name: plan.name.clone(),
+                instance: Box::new(instance),
+                carry_state: true,
+                reply: reply.clone(),
+            };
+            if commands.send(command).is_ok() {
+                queue.wake();
+                sent += 1;
+                if let Some(handle) = self.lock().get_mut(&*source) {
+                    handle.strategy_metrics.retain(|(name, _)| name != &plan.name);
+                    handle.strategy_metrics.push((plan.name.clone(), metrics));
+                }
+            }
+        }
+        let mut outcomes = Vec::new();
+        for _ in 0..sent {
+            match replies.recv_timeout(Duration::from_secs(30)) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(_) => break,
+            }
+        }
+        // Sources the strategy no longer applies to stop running it.
+        for handle in self.lock().values_mut() {
+            if !plan.applies_to(&handle.spec.id) && handle.strategy_metrics.iter().any(|(n, _)| n == &plan.name) {
+                let _ = handle.commands.send(WorkerCommand::Remove { name: plan.name.clone() });
+                handle.queue.wake();
+                handle.strategy_metrics.retain(|(name, _)| name != &plan.name);
+            }
+        }
+        if let Ok(mut plans) = self.strategies.write() {
+            match plans.iter_mut().find(|p| p.name == plan.name) {
+                Some(existing) => *existing = plan,
+                None => plans.push(plan),
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Stops running strategy `name` everywhere.
+    pub fn remove_strategy(&self, name: &str) {
+        let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
+        for handle in self.lock().values_mut() {
+            let _ = handle.commands.send(WorkerCommand::Remove { name: name.to_string() });
+            handle.queue.wake();
+            handle.strategy_metrics.retain(|(n, _)| n != name);
+        }
+        if let Ok(mut plans) = self.strategies.write() {
+            plans.retain(|p| p.name != name);
+        }
     }
 
     /// Stops and removes a source; frames it already queued are processed.

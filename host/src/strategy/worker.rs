@@ -4,7 +4,7 @@
 //! into alerts.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,6 +23,29 @@ pub struct StrategySlot {
 /// Receives every analysed frame (e.g. `dshost record`).
 pub type FrameTap = Box<dyn FnMut(&CompactFrame) + Send>;
 
+/// Changes to a worker's strategies, applied between two frames: a frame is
+/// always processed entirely by one version of each strategy.
+pub enum WorkerCommand {
+    /// Installs `instance` as strategy `name`, replacing the running one.
+    /// With `carry_state`, the old instance's `save-state` feeds the new
+    /// one's `load-state`; if that fails the old instance stays.
+    Install {
+        name: String,
+        instance: Box<SupervisedInstance>,
+        carry_state: bool,
+        reply: Sender<InstallOutcome>,
+    },
+    /// Stops running strategy `name` on this source.
+    Remove { name: String },
+}
+
+/// What one worker did with an install.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstallOutcome {
+    pub source: String,
+    pub result: Result<(), String>,
+}
+
 pub struct Worker {
     pub queue: Arc<FrameQueue>,
     pub metrics: Arc<SourceMetrics>,
@@ -30,6 +53,8 @@ pub struct Worker {
     pub alerts: Sender<Alert>,
     pub run_id: u64,
     pub tap: Option<FrameTap>,
+    pub commands: Receiver<WorkerCommand>,
+    pub source_id: String,
 }
 
 impl Worker {
@@ -37,11 +62,36 @@ impl Worker {
     pub fn run(mut self) {
         self.queue.register_consumer();
         loop {
+            while let Ok(command) = self.commands.try_recv() {
+                self.apply(command);
+            }
             match self.queue.pop(Duration::from_millis(100)) {
                 Some(frame) => self.handle(frame),
                 None if self.queue.is_closed_and_empty() => break,
                 None => {}
             }
+        }
+    }
+
+    fn apply(&mut self, command: WorkerCommand) {
+        match command {
+            WorkerCommand::Install { name, mut instance, carry_state, reply } => {
+                let result = match self.slots.iter_mut().find(|slot| slot.name == name) {
+                    Some(slot) => {
+                        let handed_over = if carry_state { hand_over_state(&mut slot.instance, &mut instance) } else { Ok(()) };
+                        if handed_over.is_ok() {
+                            slot.instance = *instance;
+                        }
+                        handed_over
+                    }
+                    None => {
+                        self.slots.push(StrategySlot { name, instance: *instance });
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(InstallOutcome { source: self.source_id.clone(), result });
+            }
+            WorkerCommand::Remove { name } => self.slots.retain(|slot| slot.name != name),
         }
     }
 
@@ -83,5 +133,24 @@ impl Worker {
             .frames_to_strategies
             .fetch_add(1, Ordering::Relaxed);
         self.queue.recycle(frame.objects);
+    }
+}
+
+/// Moves the state of a stateful strategy from the running instance to its
+/// replacement. A running instance that is dead (backing off, quarantined)
+/// has no state to give; the new one starts fresh.
+fn hand_over_state(old: &mut SupervisedInstance, new: &mut SupervisedInstance) -> Result<(), String> {
+    let Some(old_instance) = old.instance_mut() else { return Ok(()) };
+    let saved = match old_instance.save_state() {
+        Ok(Some(saved)) => saved,
+        Ok(None) => return Ok(()),
+        Err(error) => {
+            tracing::warn!(error = %error, "the running version could not save its state; the new version starts fresh");
+            return Ok(());
+        }
+    };
+    match new.instance_mut() {
+        Some(new_instance) => new_instance.load_state(&saved).map_err(|e| e.to_string()),
+        None => Err("the new instance is not running".to_string()),
     }
 }
