@@ -8,7 +8,7 @@ cd "$root"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 out="$root/target/strategies"
 
-crates=(yolo_filter zone_intrusion line_crossing hostile bench_records)
+crates=(yolo_filter zone_intrusion line_crossing hostile bench_records marker)
 args=()
 for c in "${crates[@]}"; do args+=(-p "$c"); done
 cargo build --quiet --profile strategy --target wasm32-wasip2 "${args[@]}"
@@ -21,4 +21,15 @@ for c in "${crates[@]}"; do
     cp "$src" "$out/$c.wasm.tmp" && mv "$out/$c.wasm.tmp" "$out/$c.wasm"
   fi
 done
-echo "strategies: ${crates[*]} -> $out"
+# The marker test guest in a second build (feature variant-b), so hot-reload
+# tests can swap two builds whose detections differ.
+cargo build --quiet --profile strategy --target wasm32-wasip2 -p marker --features variant-b
+src="$target_dir/wasm32-wasip2/strategy/marker.wasm"
+if ! cmp -s "$src" "$out/marker_b.wasm"; then
+  cp "$src" "$out/marker_b.wasm.tmp" && mv "$out/marker_b.wasm.tmp" "$out/marker_b.wasm"
+fi
+# ...and back to the default build, so marker.wasm in the target dir stays variant a.
+cargo build --quiet --profile strategy --target wasm32-wasip2 -p marker
+cp -p "$out/marker.wasm" "$out/marker_a.wasm.tmp" && mv "$out/marker_a.wasm.tmp" "$out/marker_a.wasm"
+
+echo "strategies: ${crates[*]} marker_b -> $out"

@@ -330,7 +330,9 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
     }
     let output = AlertOutput::new(args.alerts_jsonl.as_deref())?;
     let (sender, receiver) = std::sync::mpsc::channel::<Alert>();
-    let writer = std::thread::Builder::new().name("alerts".into()).spawn(move || output.run(receiver))?;
+    let writer = std::thread::Builder::new()
+        .name("alerts".into())
+        .spawn(move || output.run(receiver))?;
     let settings = RuntimeSettings {
         pipeline: config.pipeline.clone(),
         recovery: config.recovery.clone(),
@@ -348,7 +350,10 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
     let started = if failures.is_empty() {
         start_sources(&runtime, &config)
     } else {
-        Err(anyhow::anyhow!("cannot start the strategies:\n  {}", failures.join("\n  ")))
+        Err(anyhow::anyhow!(
+            "cannot start the strategies:\n  {}",
+            failures.join("\n  ")
+        ))
     };
     let stop_watch = Arc::new(AtomicBool::new(false));
     let mut watcher = None;
@@ -358,18 +363,30 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
                 let (sources, strategies) = (args.sources.clone(), args.strategies.clone());
                 let reread = path.clone();
                 let reader: dshost::strategy::watch::ConfigReader = Box::new(move || {
-                    let config = load_config(Some(&reread), &sources, &strategies).map_err(|e| format!("{e:#}"))?;
+                    let config = load_config(Some(&reread), &sources, &strategies)
+                        .map_err(|e| format!("{e:#}"))?;
                     specs(&config).map_err(|e| format!("{e:#}"))
                 });
                 (path, reader)
             });
-            match dshost::strategy::watch::spawn(reloader.clone(), config_reader, stop_watch.clone()) {
+            match dshost::strategy::watch::spawn(
+                reloader.clone(),
+                config_reader,
+                stop_watch.clone(),
+            ) {
                 Ok(handle) => watcher = Some(handle),
-                Err(error) => tracing::warn!(error = %error, "cannot watch for strategy changes; hot reload is off"),
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot watch for strategy changes; hot reload is off")
+                }
             }
         }
         let strategy_metrics = runtime.strategy_metrics();
-        let seen = move || strategy_metrics.iter().map(|(_, _, m)| m.detections.load(Ordering::Relaxed)).sum();
+        let seen = move || {
+            strategy_metrics
+                .iter()
+                .map(|(_, _, m)| m.detections.load(Ordering::Relaxed))
+                .sum()
+        };
         wait(&runtime, args.duration, &seen)?;
     }
     stop_watch.store(true, Ordering::Relaxed);
@@ -455,5 +472,7 @@ pub fn record(args: &RecordArgs) -> Result<ExitCode> {
 }
 
 fn lock(reloader: &Mutex<Reloader>) -> std::sync::MutexGuard<'_, Reloader> {
-    reloader.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    reloader
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

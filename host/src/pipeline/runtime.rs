@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use super::controller::run_source;
 use super::cpu::StageContext;
@@ -144,12 +144,19 @@ impl Runtime {
         // Holding the install lock: a strategy reload cannot slip between
         // reading the plans and registering this source.
         let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
-        let plans: Vec<StrategyPlan> = self.plans().into_iter().filter(|p| p.applies_to(&id)).collect();
+        let plans: Vec<StrategyPlan> = self
+            .plans()
+            .into_iter()
+            .filter(|p| p.applies_to(&id))
+            .collect();
         let mut slots = Vec::new();
         let mut strategy_metrics = Vec::new();
         for plan in &plans {
             let (instance, metrics) = self.instantiate(plan, &spec.id)?;
-            slots.push(StrategySlot { name: plan.name.clone(), instance });
+            slots.push(StrategySlot {
+                name: plan.name.clone(),
+                instance,
+            });
             strategy_metrics.push((plan.name.clone(), metrics));
         }
         let (commands, command_receiver) = std::sync::mpsc::channel();
@@ -214,11 +221,17 @@ impl Runtime {
 
     /// The strategies as currently installed.
     pub fn plans(&self) -> Vec<StrategyPlan> {
-        self.strategies.read().map(|plans| plans.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.strategies
+            .read()
+            .map(|plans| plans.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     fn policy(&self) -> RecoveryPolicy {
-        RecoveryPolicy { quarantine_after: self.settings.recovery.strategy_quarantine_after, ..RecoveryPolicy::default() }
+        RecoveryPolicy {
+            quarantine_after: self.settings.recovery.strategy_quarantine_after,
+            ..RecoveryPolicy::default()
+        }
     }
 
     /// A configured instance of `plan` for `source` (instantiate + configure).
@@ -234,13 +247,18 @@ impl Runtime {
             labels: self.settings.labels.clone(),
             limits: plan.limits.clone(),
         };
-        let instance =
-            SupervisedInstance::start(self.engine.clone(), plan.component.clone(), settings, self.policy(), metrics.clone())
-                .map_err(|error| RuntimeError::Strategy {
-                    strategy: plan.name.clone(),
-                    source_id: source.to_string(),
-                    error,
-                })?;
+        let instance = SupervisedInstance::start(
+            self.engine.clone(),
+            plan.component.clone(),
+            settings,
+            self.policy(),
+            metrics.clone(),
+        )
+        .map_err(|error| RuntimeError::Strategy {
+            strategy: plan.name.clone(),
+            source_id: source.to_string(),
+            error,
+        })?;
         Ok((instance, metrics))
     }
 
@@ -250,7 +268,10 @@ impl Runtime {
     /// source switches: a `configure` error changes nothing. Stateful
     /// strategies carry their state over; a source whose new instance
     /// refuses the state keeps the old version (reported per source).
-    pub fn install_strategy(&self, plan: StrategyPlan) -> Result<Vec<InstallOutcome>, RuntimeError> {
+    pub fn install_strategy(
+        &self,
+        plan: StrategyPlan,
+    ) -> Result<Vec<InstallOutcome>, RuntimeError> {
         let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
         let targets: Vec<(Arc<str>, Sender<WorkerCommand>, Arc<FrameQueue>)> = self
             .lock()
@@ -276,7 +297,9 @@ impl Runtime {
                 queue.wake();
                 sent += 1;
                 if let Some(handle) = self.lock().get_mut(&*source) {
-                    handle.strategy_metrics.retain(|(name, _)| name != &plan.name);
+                    handle
+                        .strategy_metrics
+                        .retain(|(name, _)| name != &plan.name);
                     handle.strategy_metrics.push((plan.name.clone(), metrics));
                 }
             }
@@ -290,10 +313,16 @@ impl Runtime {
         }
         // Sources the strategy no longer applies to stop running it.
         for handle in self.lock().values_mut() {
-            if !plan.applies_to(&handle.spec.id) && handle.strategy_metrics.iter().any(|(n, _)| n == &plan.name) {
-                let _ = handle.commands.send(WorkerCommand::Remove { name: plan.name.clone() });
+            if !plan.applies_to(&handle.spec.id)
+                && handle.strategy_metrics.iter().any(|(n, _)| n == &plan.name)
+            {
+                let _ = handle.commands.send(WorkerCommand::Remove {
+                    name: plan.name.clone(),
+                });
                 handle.queue.wake();
-                handle.strategy_metrics.retain(|(name, _)| name != &plan.name);
+                handle
+                    .strategy_metrics
+                    .retain(|(name, _)| name != &plan.name);
             }
         }
         if let Ok(mut plans) = self.strategies.write() {
@@ -309,7 +338,9 @@ impl Runtime {
     pub fn remove_strategy(&self, name: &str) {
         let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
         for handle in self.lock().values_mut() {
-            let _ = handle.commands.send(WorkerCommand::Remove { name: name.to_string() });
+            let _ = handle.commands.send(WorkerCommand::Remove {
+                name: name.to_string(),
+            });
             handle.queue.wake();
             handle.strategy_metrics.retain(|(n, _)| n != name);
         }

@@ -41,7 +41,9 @@ pub fn spawn(
             }
         }
     })?;
-    let config_path = config.as_ref().map(|(path, _)| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+    let config_path = config
+        .as_ref()
+        .map(|(path, _)| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
     let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
     let mut watch_dirs = move |watcher: &mut notify::RecommendedWatcher, dirs: Vec<PathBuf>| {
         for dir in dirs {
@@ -116,5 +118,7 @@ fn reload_path(reloader: &Arc<Mutex<Reloader>>, path: &Path) {
 }
 
 fn lock(reloader: &Arc<Mutex<Reloader>>) -> std::sync::MutexGuard<'_, Reloader> {
-    reloader.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    reloader
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -75,21 +75,36 @@ impl Worker {
 
     fn apply(&mut self, command: WorkerCommand) {
         match command {
-            WorkerCommand::Install { name, mut instance, carry_state, reply } => {
+            WorkerCommand::Install {
+                name,
+                mut instance,
+                carry_state,
+                reply,
+            } => {
                 let result = match self.slots.iter_mut().find(|slot| slot.name == name) {
                     Some(slot) => {
-                        let handed_over = if carry_state { hand_over_state(&mut slot.instance, &mut instance) } else { Ok(()) };
+                        let handed_over = if carry_state {
+                            hand_over_state(&mut slot.instance, &mut instance)
+                        } else {
+                            Ok(())
+                        };
                         if handed_over.is_ok() {
                             slot.instance = *instance;
                         }
                         handed_over
                     }
                     None => {
-                        self.slots.push(StrategySlot { name, instance: *instance });
+                        self.slots.push(StrategySlot {
+                            name,
+                            instance: *instance,
+                        });
                         Ok(())
                     }
                 };
-                let _ = reply.send(InstallOutcome { source: self.source_id.clone(), result });
+                let _ = reply.send(InstallOutcome {
+                    source: self.source_id.clone(),
+                    result,
+                });
             }
             WorkerCommand::Remove { name } => self.slots.retain(|slot| slot.name != name),
         }
@@ -139,8 +154,13 @@ impl Worker {
 /// Moves the state of a stateful strategy from the running instance to its
 /// replacement. A running instance that is dead (backing off, quarantined)
 /// has no state to give; the new one starts fresh.
-fn hand_over_state(old: &mut SupervisedInstance, new: &mut SupervisedInstance) -> Result<(), String> {
-    let Some(old_instance) = old.instance_mut() else { return Ok(()) };
+fn hand_over_state(
+    old: &mut SupervisedInstance,
+    new: &mut SupervisedInstance,
+) -> Result<(), String> {
+    let Some(old_instance) = old.instance_mut() else {
+        return Ok(());
+    };
     let saved = match old_instance.save_state() {
         Ok(Some(saved)) => saved,
         Ok(None) => return Ok(()),
