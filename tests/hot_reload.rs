@@ -255,8 +255,7 @@ fn broken_replacements_and_deletion_keep_the_running_build() {
         let log = dshost.log();
         let line = log
             .lines()
-            .filter(|l| l.contains("strategy reload failed"))
-            .last()
+            .rfind(|l| l.contains("strategy reload failed"))
             .unwrap()
             .to_string();
         assert!(line.contains(reason), "{what}: {line}");
