@@ -48,11 +48,7 @@ impl Dshost {
         let Ok(file) = std::fs::File::open(self.path("alerts.jsonl")) else {
             return Vec::new();
         };
-        BufReader::new(file)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| serde_json::from_str(&l).ok())
-            .collect()
+        BufReader::new(file).lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect()
     }
 
     fn log(&self) -> String {
@@ -62,16 +58,10 @@ impl Dshost {
     /// Sends SIGINT; returns the summary and every alert written.
     fn stop(mut self) -> (Value, Vec<Value>) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success());
+        assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
         let status = self.child.wait().unwrap();
         assert!(status.success(), "dshost exit {status:?}: {}", self.log());
-        let summary =
-            serde_json::from_str(&std::fs::read_to_string(self.path("summary.json")).unwrap())
-                .unwrap();
+        let summary = serde_json::from_str(&std::fs::read_to_string(self.path("summary.json")).unwrap()).unwrap();
         (summary, self.alerts())
     }
 }
@@ -115,12 +105,7 @@ fn rebuilt(bytes: &[u8], tag: &str) -> Vec<u8> {
 
 fn scene_sources(count: usize, fps: u32) -> String {
     (0..count)
-        .map(|i| {
-            format!(
-                "  - id: cam-{i}\n    uri: scene://?seed={}&width=320&height=180&fps={fps}\n",
-                i + 1
-            )
-        })
+        .map(|i| format!("  - id: cam-{i}\n    uri: scene://?seed={}&width=320&height=180&fps={fps}\n", i + 1))
         .collect()
 }
 
@@ -131,11 +116,7 @@ fn twenty_swaps_under_load_lose_no_frame_and_split_frames_cleanly() {
     let a = std::fs::read(common::strategy("marker_a")).unwrap();
     let b = std::fs::read(common::strategy("marker_b")).unwrap();
     std::fs::write(&strategy, &a).unwrap();
-    let config = format!(
-        "sources:\n{}strategies:\n  - path: {}\n",
-        scene_sources(4, 30),
-        strategy.display()
-    );
+    let config = format!("sources:\n{}strategies:\n  - path: {}\n", scene_sources(4, 30), strategy.display());
     let dshost = Dshost::start(&config, dir);
     let sources: Vec<String> = (0..4).map(|i| format!("cam-{i}")).collect();
     let latest = |dshost: &Dshost| -> BTreeMap<String, (u64, String)> {
@@ -151,38 +132,24 @@ fn twenty_swaps_under_load_lose_no_frame_and_split_frames_cleanly() {
         }
         latest
     };
-    wait_for("alerts from every source", Duration::from_secs(60), || {
-        latest(&dshost).len() == 4
-    });
+    wait_for("alerts from every source", Duration::from_secs(60), || latest(&dshost).len() == 4);
 
     let mut slowest = Duration::ZERO;
     for round in 0..20 {
         let (bytes, marker) = if round % 2 == 0 { (&b, "b") } else { (&a, "a") };
         replace(&strategy, bytes);
         let written = Instant::now();
-        wait_for(
-            &format!("round {round}: every source on build {marker}"),
-            Duration::from_secs(30),
-            || {
-                let latest = latest(&dshost);
-                sources
-                    .iter()
-                    .all(|s| latest.get(s).is_some_and(|(_, p)| p == marker))
-            },
-        );
+        wait_for(&format!("round {round}: every source on build {marker}"), Duration::from_secs(30), || {
+            let latest = latest(&dshost);
+            sources.iter().all(|s| latest.get(s).is_some_and(|(_, p)| p == marker))
+        });
         slowest = slowest.max(written.elapsed());
     }
-    eprintln!(
-        "slowest switch, write to output on all 4 sources: {:.0} ms",
-        slowest.as_secs_f64() * 1e3
-    );
+    eprintln!("slowest switch, write to output on all 4 sources: {:.0} ms", slowest.as_secs_f64() * 1e3);
 
     let (summary, alerts) = dshost.stop();
     for source in summary["sources"].as_array().unwrap() {
-        assert_eq!(
-            source["frames_dropped"]["strategy_backlog"], 0,
-            "no frame dropped: {source}"
-        );
+        assert_eq!(source["frames_dropped"]["strategy_backlog"], 0, "no frame dropped: {source}");
     }
     for source in &sources {
         // The marker answers every frame with exactly one detection, so each
@@ -191,21 +158,12 @@ fn twenty_swaps_under_load_lose_no_frame_and_split_frames_cleanly() {
         let mut frames: Vec<(u64, String)> = alerts
             .iter()
             .filter(|a| a["source"] == source.as_str())
-            .map(|a| {
-                (
-                    a["frame"].as_u64().unwrap(),
-                    a["pattern"].as_str().unwrap().to_string(),
-                )
-            })
+            .map(|a| (a["frame"].as_u64().unwrap(), a["pattern"].as_str().unwrap().to_string()))
             .collect();
         frames.sort();
         let first = frames[0].0;
         for (i, (frame, _)) in frames.iter().enumerate() {
-            assert_eq!(
-                *frame,
-                first + i as u64,
-                "{source}: frames must be contiguous and unique"
-            );
+            assert_eq!(*frame, first + i as u64, "{source}: frames must be contiguous and unique");
         }
         let switches = frames.windows(2).filter(|w| w[0].1 != w[1].1).count();
         assert_eq!(switches, 20, "{source}: one switch per replacement");
@@ -219,86 +177,46 @@ fn broken_replacements_and_deletion_keep_the_running_build() {
     let a = std::fs::read(common::strategy("marker_a")).unwrap();
     let b = std::fs::read(common::strategy("marker_b")).unwrap();
     std::fs::write(&strategy, &a).unwrap();
-    let config = format!(
-        "sources:\n{}strategies:\n  - path: {}\n",
-        scene_sources(1, 30),
-        strategy.display()
-    );
+    let config = format!("sources:\n{}strategies:\n  - path: {}\n", scene_sources(1, 30), strategy.display());
     let dshost = Dshost::start(&config, dir);
-    wait_for("first alerts", Duration::from_secs(60), || {
-        dshost.alerts().len() > 5
-    });
+    wait_for("first alerts", Duration::from_secs(60), || dshost.alerts().len() > 5);
 
     let wrong_world = std::fs::read(common::strategy("bench_records")).unwrap();
     let cases: [(&str, Vec<u8>, &str); 4] = [
-        (
-            "garbage",
-            b"MZ\x90\x00 definitely not wasm".to_vec(),
-            "not WebAssembly",
-        ),
+        ("garbage", b"MZ\x90\x00 definitely not wasm".to_vec(), "not WebAssembly"),
         ("truncated", b[..b.len() / 2].to_vec(), "does not compile"),
         ("empty (a partial write)", Vec::new(), "not WebAssembly"),
-        (
-            "wrong world",
-            wrong_world,
-            "does not implement the strategy interface",
-        ),
+        ("wrong world", wrong_world, "does not implement the strategy interface"),
     ];
     for (what, bytes, reason) in cases {
         let failures = dshost.log().matches("strategy reload failed").count();
         replace(&strategy, &bytes);
-        wait_for(
-            &format!("the {what} file to be refused"),
-            Duration::from_secs(30),
-            || dshost.log().matches("strategy reload failed").count() > failures,
-        );
+        wait_for(&format!("the {what} file to be refused"), Duration::from_secs(30), || {
+            dshost.log().matches("strategy reload failed").count() > failures
+        });
         let log = dshost.log();
-        let line = log
-            .lines()
-            .rfind(|l| l.contains("strategy reload failed"))
-            .unwrap()
-            .to_string();
+        let line = log.lines().rfind(|l| l.contains("strategy reload failed")).unwrap().to_string();
         assert!(line.contains(reason), "{what}: {line}");
-        assert!(
-            line.contains("file sha256:") || line.contains("unreadable"),
-            "the log names the file hash: {line}"
-        );
+        assert!(line.contains("file sha256:") || line.contains("unreadable"), "the log names the file hash: {line}");
         let seen = dshost.alerts().len();
-        wait_for(
-            &format!("build a still serving after the {what} file"),
-            Duration::from_secs(30),
-            || {
-                let alerts = dshost.alerts();
-                alerts.len() > seen + 3 && alerts[seen..].iter().all(|a| a["pattern"] == "a")
-            },
-        );
+        wait_for(&format!("build a still serving after the {what} file"), Duration::from_secs(30), || {
+            let alerts = dshost.alerts();
+            alerts.len() > seen + 3 && alerts[seen..].iter().all(|a| a["pattern"] == "a")
+        });
     }
 
     std::fs::remove_file(&strategy).unwrap();
-    wait_for(
-        "the deletion to be noticed",
-        Duration::from_secs(30),
-        || dshost.log().contains("strategy file deleted"),
-    );
+    wait_for("the deletion to be noticed", Duration::from_secs(30), || dshost.log().contains("strategy file deleted"));
     let seen = dshost.alerts().len();
-    wait_for(
-        "build a still serving after the deletion",
-        Duration::from_secs(30),
-        || dshost.alerts().len() > seen + 3,
-    );
+    wait_for("build a still serving after the deletion", Duration::from_secs(30), || dshost.alerts().len() > seen + 3);
 
     // A good file afterwards is picked up.
     replace(&strategy, &b);
-    wait_for(
-        "build b after a good file returns",
-        Duration::from_secs(30),
-        || dshost.alerts().iter().any(|a| a["pattern"] == "b"),
-    );
+    wait_for("build b after a good file returns", Duration::from_secs(30), || {
+        dshost.alerts().iter().any(|a| a["pattern"] == "b")
+    });
     let (summary, _) = dshost.stop();
-    assert_eq!(
-        summary["sources"][0]["frames_dropped"]["strategy_backlog"],
-        0
-    );
+    assert_eq!(summary["sources"][0]["frames_dropped"]["strategy_backlog"], 0);
 }
 
 #[test]
@@ -319,44 +237,17 @@ fn stateful_line_crossing_keeps_its_counts_across_a_reload() {
         attrs["total_in"].as_str().unwrap().parse::<u64>().unwrap()
             + attrs["total_out"].as_str().unwrap().parse::<u64>().unwrap()
     };
-    wait_for("two crossings", Duration::from_secs(120), || {
-        dshost.alerts().len() >= 2
-    });
-    let old_version = dshost.alerts()[0]["strategy_version"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    wait_for("two crossings", Duration::from_secs(120), || dshost.alerts().len() >= 2);
+    let old_version = dshost.alerts()[0]["strategy_version"].as_str().unwrap().to_string();
     replace(&strategy, &rebuilt(&original, "2"));
-    wait_for("the reload", Duration::from_secs(30), || {
-        dshost.log().contains("strategy reloaded")
+    wait_for("the reload", Duration::from_secs(30), || dshost.log().contains("strategy reloaded"));
+    wait_for("a crossing counted by the new build", Duration::from_secs(120), || {
+        dshost.alerts().iter().any(|a| a["strategy_version"] != old_version.as_str())
     });
-    wait_for(
-        "a crossing counted by the new build",
-        Duration::from_secs(120),
-        || {
-            dshost
-                .alerts()
-                .iter()
-                .any(|a| a["strategy_version"] != old_version.as_str())
-        },
-    );
     let (_, alerts) = dshost.stop();
-    let before = alerts
-        .iter()
-        .filter(|a| a["strategy_version"] == old_version.as_str())
-        .map(total)
-        .max()
-        .unwrap();
-    let after = alerts
-        .iter()
-        .find(|a| a["strategy_version"] != old_version.as_str())
-        .map(total)
-        .unwrap();
-    assert_eq!(
-        after,
-        before + 1,
-        "the count continued from {before} instead of restarting"
-    );
+    let before = alerts.iter().filter(|a| a["strategy_version"] == old_version.as_str()).map(total).max().unwrap();
+    let after = alerts.iter().find(|a| a["strategy_version"] != old_version.as_str()).map(total).unwrap();
+    assert_eq!(after, before + 1, "the count continued from {before} instead of restarting");
 }
 
 #[test]
@@ -365,15 +256,10 @@ fn config_changes_add_change_and_remove_strategies() {
     let marker = common::strategy("marker_a");
     let yolo = common::strategy("yolo_filter");
     let sources = scene_sources(1, 30);
-    let config = format!(
-        "sources:\n{sources}strategies:\n  - path: {}\n",
-        marker.display()
-    );
+    let config = format!("sources:\n{sources}strategies:\n  - path: {}\n", marker.display());
     let dshost = Dshost::start(&config, dir);
     let config_path = dshost.path("config.yaml");
-    wait_for("marker alerts", Duration::from_secs(60), || {
-        dshost.alerts().len() > 3
-    });
+    wait_for("marker alerts", Duration::from_secs(60), || dshost.alerts().len() > 3);
 
     let with_yolo = format!(
         "sources:\n{sources}strategies:\n  - path: {}\n  - path: {}\n    config: {{min_confidence: 0.0}}\n",
@@ -381,39 +267,23 @@ fn config_changes_add_change_and_remove_strategies() {
         yolo.display()
     );
     std::fs::write(&config_path, with_yolo).unwrap();
-    wait_for(
-        "yolo_filter alerts after adding it",
-        Duration::from_secs(60),
-        || {
-            dshost
-                .alerts()
-                .iter()
-                .any(|a| a["strategy"] == "yolo_filter")
-        },
-    );
+    wait_for("yolo_filter alerts after adding it", Duration::from_secs(60), || {
+        dshost.alerts().iter().any(|a| a["strategy"] == "yolo_filter")
+    });
 
     std::fs::write(&config_path, "sources: [this is not: valid").unwrap();
-    wait_for(
-        "the invalid config to be refused",
-        Duration::from_secs(30),
-        || dshost.log().contains("config file changed but is invalid"),
-    );
+    wait_for("the invalid config to be refused", Duration::from_secs(30), || {
+        dshost.log().contains("config file changed but is invalid")
+    });
 
     std::fs::write(&config_path, &config).unwrap();
     wait_for("yolo_filter removed", Duration::from_secs(30), || {
         dshost.log().contains("strategy removed from the config")
     });
     let seen = dshost.alerts().len();
-    wait_for(
-        "only marker alerts after removal",
-        Duration::from_secs(30),
-        || {
-            let alerts = dshost.alerts();
-            alerts.len() > seen + 5
-                && alerts[seen + 2..]
-                    .iter()
-                    .all(|a| a["strategy"] == "marker_a")
-        },
-    );
+    wait_for("only marker alerts after removal", Duration::from_secs(30), || {
+        let alerts = dshost.alerts();
+        alerts.len() > seen + 5 && alerts[seen + 2..].iter().all(|a| a["strategy"] == "marker_a")
+    });
     dshost.stop();
 }

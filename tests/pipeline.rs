@@ -32,10 +32,7 @@ fn read_json(path: &Path) -> Value {
 }
 
 fn json_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -55,10 +52,7 @@ fn four_files_of_two_codecs_and_sizes_decode_every_frame() {
         "--summary-json".to_string(),
         summary.to_string_lossy().into_owned(),
         "--alerts-jsonl".to_string(),
-        dir.path()
-            .join("alerts.jsonl")
-            .to_string_lossy()
-            .into_owned(),
+        dir.path().join("alerts.jsonl").to_string_lossy().into_owned(),
     ];
     for c in CLIPS {
         args.push("--source".into());
@@ -78,24 +72,9 @@ fn four_files_of_two_codecs_and_sizes_decode_every_frame() {
         assert_eq!(source["restarts"], 0, "{source}");
     }
     // One summary line per source on stderr.
-    assert_eq!(
-        stderr(&output)
-            .lines()
-            .filter(|l| l.starts_with("summary source-"))
-            .count(),
-        4
-    );
-    let calls: u64 = summary["strategies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["calls"].as_u64().unwrap())
-        .sum();
-    assert_eq!(
-        calls,
-        4 * CLIP_FRAMES,
-        "yolo_filter saw every frame of every source"
-    );
+    assert_eq!(stderr(&output).lines().filter(|l| l.starts_with("summary source-")).count(), 4);
+    let calls: u64 = summary["strategies"].as_array().unwrap().iter().map(|s| s["calls"].as_u64().unwrap()).sum();
+    assert_eq!(calls, 4 * CLIP_FRAMES, "yolo_filter saw every frame of every source");
 }
 
 #[test]
@@ -131,16 +110,8 @@ fn scene_alerts_through_yolo_filter_are_exact() {
             )
         })
         .collect();
-    let scene = Scene::new(
-        3,
-        SyntheticFormat {
-            width: 960,
-            height: 540,
-            fps: 30,
-            realtime: false,
-            frames: Some(frames),
-        },
-    );
+    let scene =
+        Scene::new(3, SyntheticFormat { width: 960, height: 540, fps: 30, realtime: false, frames: Some(frames) });
     let mut pixels = Vec::new();
     let mut expected = BTreeSet::new();
     for n in 0..frames {
@@ -211,36 +182,17 @@ fn motion_detector_finds_the_moving_ball() {
             let (l, t) = (o["left"].as_f64().unwrap(), o["top"].as_f64().unwrap());
             let (w, h) = (o["width"].as_f64().unwrap(), o["height"].as_f64().unwrap());
             assert_eq!(o["label"], "motion");
-            cx >= l - 4.0
-                && cx <= l + w + 4.0
-                && cy >= t - 4.0
-                && cy <= t + h + 4.0
-                && w < 120.0
-                && h < 120.0
+            cx >= l - 4.0 && cx <= l + w + 4.0 && cy >= t - 4.0 && cy <= t + h + 4.0 && w < 120.0 && h < 120.0
         });
         hits += usize::from(found);
     }
-    assert!(
-        hits * 10 >= (frames - 2) * 9,
-        "ball found in {hits} of {} frames",
-        frames - 2
-    );
+    assert!(hits * 10 >= (frames - 2) * 9, "ball found in {hits} of {} frames", frames - 2);
     // Tracked: the ball keeps one id over most frames.
     let ids: BTreeSet<u64> = recorded
         .iter()
-        .flat_map(|l| {
-            l["objects"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|o| o["object_id"].as_u64().unwrap())
-        })
+        .flat_map(|l| l["objects"].as_array().unwrap().iter().map(|o| o["object_id"].as_u64().unwrap()))
         .collect();
-    assert!(
-        ids.len() < frames / 4,
-        "the tracker should keep ids stable, got {} ids",
-        ids.len()
-    );
+    assert!(ids.len() < frames / 4, "the tracker should keep ids stable, got {} ids", ids.len());
 }
 
 #[test]
@@ -252,30 +204,13 @@ fn bad_sources_and_configs_are_refused_with_the_reason() {
         &common::strategy("yolo_filter").to_string_lossy(),
     ]);
     assert_eq!(missing.status.code(), Some(1));
-    assert!(
-        stderr(&missing).contains("file not found: /nonexistent/clip.mp4"),
-        "{}",
-        stderr(&missing)
-    );
+    assert!(stderr(&missing).contains("file not found: /nonexistent/clip.mp4"), "{}", stderr(&missing));
 
     let scheme = dshost(&["--source", "gopher://x/y"]);
-    assert!(
-        stderr(&scheme).contains("unsupported scheme `gopher`"),
-        "{}",
-        stderr(&scheme)
-    );
+    assert!(stderr(&scheme).contains("unsupported scheme `gopher`"), "{}", stderr(&scheme));
 
-    let password = dshost(&[
-        "--source",
-        "rtsp://admin:hunter2@127.0.0.1:1/x",
-        "--duration",
-        "0.5",
-    ]);
-    assert!(
-        !stderr(&password).contains("hunter2"),
-        "passwords never reach the log: {}",
-        stderr(&password)
-    );
+    let password = dshost(&["--source", "rtsp://admin:hunter2@127.0.0.1:1/x", "--duration", "0.5"]);
+    assert!(!stderr(&password).contains("hunter2"), "passwords never reach the log: {}", stderr(&password));
 
     let dir = tempfile::tempdir().unwrap();
     let broken = write(
@@ -287,18 +222,9 @@ fn bad_sources_and_configs_are_refused_with_the_reason() {
     assert_eq!(output.status.code(), Some(1));
     let text = stderr(&output);
     assert!(text.contains("has 3 errors"), "{text}");
-    assert!(
-        text.contains("broken.yaml:3: `sources[0].uri`: unknown test pattern `nope`"),
-        "{text}"
-    );
-    assert!(
-        text.contains("broken.yaml:4: `sources[1].id`: duplicate source id `a`"),
-        "{text}"
-    );
-    assert!(
-        text.contains("broken.yaml:7: `pipeline.queue_depth`"),
-        "{text}"
-    );
+    assert!(text.contains("broken.yaml:3: `sources[0].uri`: unknown test pattern `nope`"), "{text}");
+    assert!(text.contains("broken.yaml:4: `sources[1].id`: duplicate source id `a`"), "{text}");
+    assert!(text.contains("broken.yaml:7: `pipeline.queue_depth`"), "{text}");
 }
 
 #[test]
@@ -342,13 +268,7 @@ fn sources_are_added_and_removed_at_run_time_without_disturbing_others() {
         };
         SourceSpec::from_config(&config, dshost::config::DetectorKind::Motion).unwrap()
     };
-    let frames = |id: &str| {
-        runtime
-            .summaries()
-            .into_iter()
-            .find(|s| s.id == id)
-            .map(|s| s.frames_decoded)
-    };
+    let frames = |id: &str| runtime.summaries().into_iter().find(|s| s.id == id).map(|s| s.frames_decoded);
     let wait_until = |what: &str, condition: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !condition() {
@@ -360,23 +280,15 @@ fn sources_are_added_and_removed_at_run_time_without_disturbing_others() {
     runtime.add_source(spec("a")).unwrap();
     wait_until("frames from a", &|| frames("a").unwrap_or(0) > 5);
     runtime.add_source(spec("b")).unwrap();
-    assert!(matches!(
-        runtime.add_source(spec("b")),
-        Err(dshost::pipeline::RuntimeError::DuplicateSource(_))
-    ));
+    assert!(matches!(runtime.add_source(spec("b")), Err(dshost::pipeline::RuntimeError::DuplicateSource(_))));
     wait_until("frames from b", &|| frames("b").unwrap_or(0) > 5);
 
     let removed = runtime.remove_source("b").unwrap();
     assert_eq!(removed.state, SourceState::Stopped);
     assert_eq!(frames("b"), None);
     let a_before = frames("a").unwrap();
-    wait_until("a to keep running after b left", &|| {
-        frames("a").unwrap_or(0) > a_before + 10
-    });
-    assert!(matches!(
-        runtime.remove_source("b"),
-        Err(dshost::pipeline::RuntimeError::UnknownSource(_))
-    ));
+    wait_until("a to keep running after b left", &|| frames("a").unwrap_or(0) > a_before + 10);
+    assert!(matches!(runtime.remove_source("b"), Err(dshost::pipeline::RuntimeError::UnknownSource(_))));
     let summaries = runtime.shutdown();
     assert_eq!(summaries.len(), 1);
     assert_eq!(summaries[0].restarts, 0);

@@ -33,15 +33,9 @@ impl Server {
              ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! rtph264pay name=pay0 pt=96 )",
         );
         factory.set_shared(true);
-        server
-            .mount_points()
-            .expect("mount points")
-            .add_factory("/cam", factory);
+        server.mount_points().expect("mount points").add_factory("/cam", factory);
         let source = server.attach(None).expect("cannot attach the RTSP server");
-        Server {
-            server,
-            source: Some(source),
-        }
+        Server { server, source: Some(source) }
     }
 
     /// Stops listening and drops every client: the camera is gone.
@@ -49,17 +43,12 @@ impl Server {
         if let Some(source) = self.source.take() {
             source.remove();
         }
-        self.server
-            .client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
+        self.server.client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
     }
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Alerts written so far, as (source, frame).
@@ -71,21 +60,12 @@ fn alerts(path: &Path) -> Vec<(String, u64)> {
         .lines()
         .map_while(Result::ok)
         .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
-        .map(|a| {
-            (
-                a["source"].as_str().unwrap_or_default().to_string(),
-                a["frame"].as_u64().unwrap_or(0),
-            )
-        })
+        .map(|a| (a["source"].as_str().unwrap_or_default().to_string(), a["frame"].as_u64().unwrap_or(0)))
         .collect()
 }
 
 fn last_frame(alerts: &[(String, u64)], source: &str) -> Option<u64> {
-    alerts
-        .iter()
-        .filter(|(s, _)| s == source)
-        .map(|(_, f)| *f)
-        .max()
+    alerts.iter().filter(|(s, _)| s == source).map(|(_, f)| *f).max()
 }
 
 fn count(alerts: &[(String, u64)], source: &str) -> usize {
@@ -173,44 +153,33 @@ fn camera_killed_and_restarted_resumes_while_other_source_continues() {
     // The camera's alerts stop...
     let mut last_cam = last_frame(&alerts(&alerts_path), "cam");
     let mut quiet_since = Instant::now();
-    wait_for(
-        "the camera's frames to stop",
-        Duration::from_secs(30),
-        || {
-            let now = last_frame(&alerts(&alerts_path), "cam");
-            if now != last_cam {
-                last_cam = now;
-                quiet_since = Instant::now();
-            }
-            quiet_since.elapsed() > Duration::from_millis(1500)
-        },
-    );
+    wait_for("the camera's frames to stop", Duration::from_secs(30), || {
+        let now = last_frame(&alerts(&alerts_path), "cam");
+        if now != last_cam {
+            last_cam = now;
+            quiet_since = Instant::now();
+        }
+        quiet_since.elapsed() > Duration::from_millis(1500)
+    });
     let cam_before = last_cam.unwrap_or(0);
     // ...while the other source keeps going.
     let street_at_kill = count(&alerts(&alerts_path), "street");
-    wait_for(
-        "the other source to continue during the outage",
-        Duration::from_secs(10),
-        || count(&alerts(&alerts_path), "street") > street_at_kill + 30,
-    );
+    wait_for("the other source to continue during the outage", Duration::from_secs(10), || {
+        count(&alerts(&alerts_path), "street") > street_at_kill + 30
+    });
 
     let server = Server::start(port);
     let restarted_at = Instant::now();
-    wait_for(
-        "the camera's frames to resume",
-        Duration::from_secs(30),
-        || last_frame(&alerts(&alerts_path), "cam").is_some_and(|f| f > cam_before),
-    );
+    wait_for("the camera's frames to resume", Duration::from_secs(30), || {
+        last_frame(&alerts(&alerts_path), "cam").is_some_and(|f| f > cam_before)
+    });
     eprintln!(
         "camera down for {:.1} s; frames resumed {:.2} s after the server came back",
         (restarted_at - killed_at).as_secs_f64(),
         restarted_at.elapsed().as_secs_f64()
     );
 
-    let status = Command::new("kill")
-        .args(["-INT", &dshost.0.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-INT", &dshost.0.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = dshost.0.wait().unwrap();
     let mut log = String::new();
@@ -219,37 +188,15 @@ fn camera_killed_and_restarted_resumes_while_other_source_continues() {
         let _ = stderr.read_to_string(&mut log);
     }
     assert!(exit.success(), "dshost exit {exit:?}: {log}");
-    assert!(
-        !log.contains("secret"),
-        "the camera password leaked into the log: {log}"
-    );
+    assert!(!log.contains("secret"), "the camera password leaked into the log: {log}");
     assert!(log.contains("restarting source"), "{log}");
 
-    let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
-    let source = |id: &str| {
-        summary["sources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id)
-            .unwrap()
-            .clone()
-    };
-    assert!(
-        source("cam")["restarts"].as_u64().unwrap() >= 1,
-        "{summary}"
-    );
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    let source = |id: &str| summary["sources"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap().clone();
+    assert!(source("cam")["restarts"].as_u64().unwrap() >= 1, "{summary}");
     assert_eq!(source("street")["restarts"], 0, "{summary}");
-    assert_eq!(
-        source("street")["frames_dropped"]["strategy_backlog"],
-        0,
-        "{summary}"
-    );
-    assert_eq!(
-        source("cam")["uri"],
-        format!("rtsp://viewer:***@127.0.0.1:{port}/cam")
-    );
+    assert_eq!(source("street")["frames_dropped"]["strategy_backlog"], 0, "{summary}");
+    assert_eq!(source("cam")["uri"], format!("rtsp://viewer:***@127.0.0.1:{port}/cam"));
 
     server.kill();
     main_loop.quit();

@@ -28,16 +28,10 @@ fn comparable(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
         .lines()
         .map(|line| {
-            let mut value: Value =
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line}: {e}"));
+            let mut value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line}: {e}"));
             let object = value.as_object_mut().unwrap();
             assert_eq!(object.remove("id").unwrap().as_str().unwrap().len(), 32);
-            assert!(object
-                .remove("ts")
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .ends_with('Z'));
+            assert!(object.remove("ts").unwrap().as_str().unwrap().ends_with('Z'));
             let version = object.remove("strategy_version").unwrap();
             assert!(version.as_str().unwrap().starts_with("0.1.0+sha256:"));
             value
@@ -72,16 +66,8 @@ fn strategy_test_prints_the_expected_detections() {
         ("yolo_vehicles_zone.yaml", "yolo_vehicles_zone_street.jsonl"),
     ] {
         let output = replay(config);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert_eq!(
-            comparable(&output.stdout),
-            expected(expect),
-            "config {config}"
-        );
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(comparable(&output.stdout), expected(expect), "config {config}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("replayed 4 frames"), "{stderr}");
     }
@@ -121,28 +107,15 @@ fn strategy_test_exits_3_when_the_strategy_fails() {
         &path(config),
     ]);
     assert_eq!(output.status.code(), Some(3));
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).lines().count(),
-        4,
-        "one valid detection per frame"
-    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 4, "one valid detection per frame");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("20 invalid detections dropped"), "{stderr}");
 }
 
 #[test]
 fn strategy_check_describes_components() {
-    let output = dshost(&[
-        "strategy",
-        "check",
-        "--json",
-        &path(common::strategy("line_crossing")),
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = dshost(&["strategy", "check", "--json", &path(common::strategy("line_crossing"))]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["name"], "line_crossing");
     assert_eq!(report["world"], "stateful-strategy");
@@ -151,10 +124,7 @@ fn strategy_check_describes_components() {
 
     let human = dshost(&["strategy", "check", &path(common::strategy("yolo_filter"))]);
     let text = String::from_utf8_lossy(&human.stdout);
-    assert!(
-        text.contains("valid strategy component") && text.contains("world:       strategy"),
-        "{text}"
-    );
+    assert!(text.contains("valid strategy component") && text.contains("world:       strategy"), "{text}");
 }
 
 #[test]
@@ -166,10 +136,7 @@ fn strategy_check_refuses_broken_files() {
     let output = dshost(&["strategy", "check", &path(truncated.clone())]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("truncated.wasm is not a usable strategy"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("truncated.wasm is not a usable strategy"), "{stderr}");
 
     let missing = dshost(&["strategy", "check", "/nonexistent/x.wasm"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/x.wasm"));

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use dshost::frame::{CompactFrame, LabelTable, Object, UNTRACKED};
 use dshost::strategy::{
-    ErrorKind, InstanceSettings, LoadError, Outcome, RecoveryPolicy, SandboxLimits,
-    StrategyComponent, StrategyInstance, StrategyMetrics, SupervisedInstance, World,
+    ErrorKind, InstanceSettings, LoadError, Outcome, RecoveryPolicy, SandboxLimits, StrategyComponent,
+    StrategyInstance, StrategyMetrics, SupervisedInstance, World,
 };
 
 fn load(name: &str) -> Arc<StrategyComponent> {
@@ -25,10 +25,7 @@ fn load(name: &str) -> Arc<StrategyComponent> {
 /// loaded 2-core CI machine never turns slow work into a timeout; the tests
 /// about deadlines set their own.
 fn limits() -> SandboxLimits {
-    SandboxLimits {
-        call_timeout: Duration::from_secs(2),
-        ..SandboxLimits::default()
-    }
+    SandboxLimits { call_timeout: Duration::from_secs(2), ..SandboxLimits::default() }
 }
 
 fn settings(source: &str, config: &str) -> InstanceSettings {
@@ -42,11 +39,7 @@ fn settings(source: &str, config: &str) -> InstanceSettings {
 
 /// Zero backoff so tests need not wait; quarantine after 3.
 fn fast_policy() -> RecoveryPolicy {
-    RecoveryPolicy {
-        initial_backoff: Duration::ZERO,
-        max_backoff: Duration::ZERO,
-        quarantine_after: 3,
-    }
+    RecoveryPolicy { initial_backoff: Duration::ZERO, max_backoff: Duration::ZERO, quarantine_after: 3 }
 }
 
 fn start(name: &str, source: &str, config: &str) -> SupervisedInstance {
@@ -57,10 +50,7 @@ fn start_with(name: &str, source: &str, config: &str, limits: SandboxLimits) -> 
     SupervisedInstance::start(
         common::engine(),
         load(name),
-        InstanceSettings {
-            limits,
-            ..settings(source, config)
-        },
+        InstanceSettings { limits, ..settings(source, config) },
         fast_policy(),
         Arc::new(StrategyMetrics::default()),
     )
@@ -80,15 +70,7 @@ fn frame(number: u64, objects: &[Object]) -> CompactFrame {
 }
 
 fn person(id: u64) -> Object {
-    Object {
-        left: 100.0,
-        top: 100.0,
-        width: 50.0,
-        height: 120.0,
-        confidence: 0.9,
-        class_id: 0,
-        object_id: id,
-    }
+    Object { left: 100.0, top: 100.0, width: 50.0, height: 120.0, confidence: 0.9, class_id: 0, object_id: id }
 }
 
 fn detections(outcome: Outcome) -> Vec<dshost::strategy::ValidDetection> {
@@ -122,35 +104,16 @@ fn failure_kind(outcome: Outcome) -> ErrorKind {
 
 #[test]
 fn yolo_filter_exact_detections() {
-    let mut filter = start(
-        "yolo_filter",
-        "cam-1",
-        r#"{"classes": ["car"], "min_confidence": 0.6, "level": "high"}"#,
-    );
-    let car = Object {
-        class_id: 2,
-        confidence: 0.7,
-        ..person(5)
-    };
-    let weak_car = Object {
-        class_id: 2,
-        confidence: 0.5,
-        ..person(6)
-    };
-    let untracked_car = Object {
-        class_id: 2,
-        object_id: UNTRACKED,
-        ..person(0)
-    };
+    let mut filter = start("yolo_filter", "cam-1", r#"{"classes": ["car"], "min_confidence": 0.6, "level": "high"}"#);
+    let car = Object { class_id: 2, confidence: 0.7, ..person(5) };
+    let weak_car = Object { class_id: 2, confidence: 0.5, ..person(6) };
+    let untracked_car = Object { class_id: 2, object_id: UNTRACKED, ..person(0) };
     let found = detections(filter.process(&frame(1, &[person(1), car, weak_car, untracked_car])));
     assert_eq!(found.len(), 2);
     assert_eq!(found[0].pattern, "car");
     assert_eq!(found[0].object_id, Some(5));
     assert_eq!(found[0].confidence, 0.7);
-    assert_eq!(
-        (found[0].left, found[0].top, found[0].width, found[0].height),
-        (100.0, 100.0, 50.0, 120.0)
-    );
+    assert_eq!((found[0].left, found[0].top, found[0].width, found[0].height), (100.0, 100.0, 50.0, 120.0));
     assert_eq!(found[1].object_id, None);
     assert_eq!(filter.metrics().calls.load(Ordering::Relaxed), 1);
     assert_eq!(filter.component().world, World::Stateless);
@@ -163,24 +126,14 @@ fn line_crossing_state_moves_to_a_new_instance() {
     let component = load("line_crossing");
     assert_eq!(component.world, World::Stateful);
     let config = r#"{"lines": [{"name": "gate", "start": [0, 0.5], "end": [1, 0.5]}]}"#;
-    let walker = |y: f32| Object {
-        left: 600.0,
-        top: y - 100.0,
-        width: 40.0,
-        height: 100.0,
-        ..person(4)
-    };
-    let mut old =
-        StrategyInstance::new(&engine, component.clone(), &settings("cam-1", config)).unwrap();
+    let walker = |y: f32| Object { left: 600.0, top: y - 100.0, width: 40.0, height: 100.0, ..person(4) };
+    let mut old = StrategyInstance::new(&engine, component.clone(), &settings("cam-1", config)).unwrap();
     let mut crossed = 0;
     for (n, y) in [200.0, 300.0, 500.0, 600.0].into_iter().enumerate() {
         crossed += old.process(&frame(n as u64, &[walker(y)])).unwrap().len();
     }
     assert_eq!(crossed, 1);
-    let saved = old
-        .save_state()
-        .unwrap()
-        .expect("stateful strategies save state");
+    let saved = old.save_state().unwrap().expect("stateful strategies save state");
     let mut new = StrategyInstance::new(&engine, component, &settings("cam-1", config)).unwrap();
     new.load_state(&saved).unwrap();
     let mut back = Vec::new();
@@ -190,10 +143,7 @@ fn line_crossing_state_moves_to_a_new_instance() {
     assert_eq!(back.len(), 1);
     let attrs: std::collections::BTreeMap<_, _> = back[0].attributes.iter().cloned().collect();
     assert_eq!(attrs["direction"], "out");
-    assert_eq!(
-        attrs["total_in"], "1",
-        "the count from before the reload survived"
-    );
+    assert_eq!(attrs["total_in"], "1", "the count from before the reload survived");
     assert_eq!(attrs["total_out"], "1");
     let refused = new.load_state(b"garbage").unwrap_err();
     assert_eq!(refused.kind, ErrorKind::GuestError);
@@ -201,52 +151,31 @@ fn line_crossing_state_moves_to_a_new_instance() {
 
 #[test]
 fn zone_intrusion_reports_enter_and_leave() {
-    let mut zone = start(
-        "zone_intrusion",
-        "cam-1",
-        r#"{"zones": [{"name": "right", "polygon": [[0.5,0],[1,0],[1,1],[0.5,1]]}]}"#,
-    );
-    let at = |x: f32| Object {
-        left: x,
-        ..person(3)
-    };
+    let mut zone =
+        start("zone_intrusion", "cam-1", r#"{"zones": [{"name": "right", "polygon": [[0.5,0],[1,0],[1,1],[0.5,1]]}]}"#);
+    let at = |x: f32| Object { left: x, ..person(3) };
     assert!(detections(zone.process(&frame(0, &[at(100.0)]))).is_empty());
     let entered = detections(zone.process(&frame(1, &[at(900.0)])));
     assert_eq!(entered[0].pattern, "zone_enter");
     let left = detections(zone.process(&frame(2, &[at(100.0)])));
     assert_eq!(left[0].pattern, "zone_leave");
-    assert!(left[0]
-        .attributes
-        .contains(&("zone".to_string(), "right".to_string())));
+    assert!(left[0].attributes.contains(&("zone".to_string(), "right".to_string())));
 }
 
 #[test]
 fn infinite_loop_times_out_restarts_then_quarantines() {
     let mut control = Control::new();
-    let deadline = SandboxLimits {
-        call_timeout: Duration::from_millis(50),
-        ..limits()
-    };
+    let deadline = SandboxLimits { call_timeout: Duration::from_millis(50), ..limits() };
     let mut hostile = start_with("hostile", "cam-1", r#"{"mode": "infinite_loop"}"#, deadline);
     for n in 0..3 {
-        assert_eq!(
-            failure_kind(hostile.process(&frame(n, &[person(1)]))),
-            ErrorKind::Timeout
-        );
+        assert_eq!(failure_kind(hostile.process(&frame(n, &[person(1)]))), ErrorKind::Timeout);
         control.check(n);
     }
     assert!(hostile.is_quarantined());
-    assert!(matches!(
-        hostile.process(&frame(9, &[])),
-        Outcome::Skipped(_)
-    ));
+    assert!(matches!(hostile.process(&frame(9, &[])), Outcome::Skipped(_)));
     let metrics = hostile.metrics();
     assert_eq!(metrics.errors(ErrorKind::Timeout), 3);
-    assert_eq!(
-        metrics.restarts.load(Ordering::Relaxed),
-        2,
-        "re-instantiated after each timeout"
-    );
+    assert_eq!(metrics.restarts.load(Ordering::Relaxed), 2, "re-instantiated after each timeout");
     assert_eq!(metrics.quarantines.load(Ordering::Relaxed), 1);
     assert_eq!(metrics.frames_skipped.load(Ordering::Relaxed), 1);
 }
@@ -255,15 +184,9 @@ fn infinite_loop_times_out_restarts_then_quarantines() {
 fn memory_growth_hits_the_cap() {
     let mut control = Control::new();
     // A long deadline, so that the memory cap and not the clock stops it.
-    let limits = SandboxLimits {
-        call_timeout: Duration::from_secs(5),
-        ..SandboxLimits::default()
-    };
+    let limits = SandboxLimits { call_timeout: Duration::from_secs(5), ..SandboxLimits::default() };
     let mut hostile = start_with("hostile", "cam-1", r#"{"mode": "memory_growth"}"#, limits);
-    assert_eq!(
-        failure_kind(hostile.process(&frame(0, &[]))),
-        ErrorKind::MemoryLimit
-    );
+    assert_eq!(failure_kind(hostile.process(&frame(0, &[]))), ErrorKind::MemoryLimit);
     control.check(0);
 }
 
@@ -273,10 +196,7 @@ fn trap_on_nth_call_recovers_with_a_fresh_instance() {
     let mut hostile = start("hostile", "cam-1", r#"{"mode": "trap_on_call", "n": 3}"#);
     assert_eq!(detections(hostile.process(&frame(0, &[]))).len(), 1);
     assert_eq!(detections(hostile.process(&frame(1, &[]))).len(), 1);
-    assert_eq!(
-        failure_kind(hostile.process(&frame(2, &[]))),
-        ErrorKind::Trap
-    );
+    assert_eq!(failure_kind(hostile.process(&frame(2, &[]))), ErrorKind::Trap);
     control.check(2);
     // The fresh instance starts counting calls from one again.
     assert_eq!(detections(hostile.process(&frame(3, &[]))).len(), 1);
@@ -290,34 +210,18 @@ fn a_million_detections_is_invalid_output_and_the_instance_lives_on() {
     // With the default 64 MiB cap the guest cannot even build a million
     // detections (it traps on memory); give it room so the host's own limit
     // on detections per call is what stops it.
-    let limits = SandboxLimits {
-        memory_bytes: 512 << 20,
-        call_timeout: Duration::from_secs(10),
-        ..SandboxLimits::default()
-    };
-    let mut hostile = start_with(
-        "hostile",
-        "cam-1",
-        r#"{"mode": "million_detections"}"#,
-        limits,
-    );
+    let limits =
+        SandboxLimits { memory_bytes: 512 << 20, call_timeout: Duration::from_secs(10), ..SandboxLimits::default() };
+    let mut hostile = start_with("hostile", "cam-1", r#"{"mode": "million_detections"}"#, limits);
     match hostile.process(&frame(0, &[])) {
         Outcome::Failed(error) => {
             assert_eq!(error.kind, ErrorKind::InvalidOutput);
-            assert!(
-                error.message.contains("1000000 detections"),
-                "{}",
-                error.message
-            );
+            assert!(error.message.contains("1000000 detections"), "{}", error.message);
         }
         other => panic!("expected invalid output, got {other:?}"),
     }
     control.check(0);
-    assert_eq!(
-        hostile.metrics().restarts.load(Ordering::Relaxed),
-        0,
-        "no trap, no restart"
-    );
+    assert_eq!(hostile.metrics().restarts.load(Ordering::Relaxed), 0, "no trap, no restart");
 }
 
 #[test]
@@ -326,10 +230,7 @@ fn bad_numbers_are_dropped_and_the_valid_detection_kept() {
     let kept = detections(hostile.process(&frame(0, &[])));
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].pattern, "valid");
-    assert_eq!(
-        hostile.metrics().invalid_detections.load(Ordering::Relaxed),
-        5
-    );
+    assert_eq!(hostile.metrics().invalid_detections.load(Ordering::Relaxed), 5);
 }
 
 #[test]
@@ -337,14 +238,8 @@ fn huge_strings_are_dropped() {
     let mut control = Control::new();
     let mut hostile = start("hostile", "cam-1", r#"{"mode": "huge_strings"}"#);
     let kept = detections(hostile.process(&frame(0, &[])));
-    assert_eq!(
-        kept.iter().map(|d| d.pattern.as_str()).collect::<Vec<_>>(),
-        vec!["valid"]
-    );
-    assert_eq!(
-        hostile.metrics().invalid_detections.load(Ordering::Relaxed),
-        2
-    );
+    assert_eq!(kept.iter().map(|d| d.pattern.as_str()).collect::<Vec<_>>(), vec!["valid"]);
+    assert_eq!(hostile.metrics().invalid_detections.load(Ordering::Relaxed), 2);
     control.check(0);
 }
 
@@ -372,20 +267,13 @@ fn configure_failures_are_reported_at_start() {
     );
     let error = refuse.err().expect("configure_error must fail");
     assert_eq!(error.kind, ErrorKind::Instantiate);
-    assert!(
-        error.message.contains("configure refused"),
-        "{}",
-        error.message
-    );
+    assert!(error.message.contains("configure refused"), "{}", error.message);
 
     let spin = SupervisedInstance::start(
         common::engine(),
         load("hostile"),
         InstanceSettings {
-            limits: SandboxLimits {
-                setup_timeout: Duration::from_millis(50),
-                ..SandboxLimits::default()
-            },
+            limits: SandboxLimits { setup_timeout: Duration::from_millis(50), ..SandboxLimits::default() },
             ..settings("cam-1", r#"{"mode": "loop_in_configure"}"#)
         },
         fast_policy(),
@@ -402,11 +290,7 @@ fn configure_failures_are_reported_at_start() {
         Arc::new(StrategyMetrics::default()),
     );
     let error = typo.err().expect("unknown keys are refused");
-    assert!(
-        error.message.contains("unknown field `min_confidense`"),
-        "{}",
-        error.message
-    );
+    assert!(error.message.contains("unknown field `min_confidense`"), "{}", error.message);
 }
 
 #[test]
@@ -414,20 +298,13 @@ fn broken_files_are_refused_with_a_reason() {
     let engine = common::engine();
     let limits = SandboxLimits::default();
     let bytes = common::strategy_bytes("yolo_filter");
-    let truncated = engine
-        .load_bytes("t", &bytes[..bytes.len() / 2], &limits)
-        .unwrap_err();
+    let truncated = engine.load_bytes("t", &bytes[..bytes.len() / 2], &limits).unwrap_err();
     assert!(matches!(truncated, LoadError::Compile(_)), "{truncated}");
-    let garbage = engine
-        .load_bytes("g", b"#!/bin/sh\necho hi\n", &limits)
-        .unwrap_err();
+    let garbage = engine.load_bytes("g", b"#!/bin/sh\necho hi\n", &limits).unwrap_err();
     assert!(garbage.to_string().contains("not WebAssembly"), "{garbage}");
     let core_module = wat_core_module();
     let core = engine.load_bytes("c", &core_module, &limits).unwrap_err();
-    assert!(
-        core.to_string().contains("core WebAssembly module"),
-        "{core}"
-    );
+    assert!(core.to_string().contains("core WebAssembly module"), "{core}");
 }
 
 /// The smallest valid core module: magic + version 1, no sections.

@@ -32,11 +32,7 @@ fn run(command: &mut Command) -> anyhow::Result<(Duration, Duration)> {
     let output = command.output()?;
     let wall = started.elapsed();
     if !output.status.success() {
-        anyhow::bail!(
-            "{:?} failed: {}",
-            command,
-            String::from_utf8_lossy(&output.stderr)
-        );
+        anyhow::bail!("{:?} failed: {}", command, String::from_utf8_lossy(&output.stderr));
     }
     Ok((wall, children_cpu() - cpu_before))
 }
@@ -54,10 +50,7 @@ fn clips(frames: u64) -> anyhow::Result<Vec<PathBuf>> {
                 ["ball", "smpte", "snow", "pinwheel"][i],
                 path.display()
             );
-            run(Command::new("gst-launch-1.0")
-                .arg("-q")
-                .arg("-e")
-                .args(pipeline.split_whitespace()))?;
+            run(Command::new("gst-launch-1.0").arg("-q").arg("-e").args(pipeline.split_whitespace()))?;
         }
         paths.push(path);
     }
@@ -79,10 +72,7 @@ fn gst_launch(files: &[&Path]) -> Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    let frames: u64 = std::env::var("DSHOST_BENCH_FRAMES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    let frames: u64 = std::env::var("DSHOST_BENCH_FRAMES").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
     let counts: Vec<usize> = std::env::var("DSHOST_BENCH_SOURCES")
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
@@ -95,61 +85,63 @@ fn main() -> anyhow::Result<()> {
     let data_dir = tempfile::tempdir()?;
     let dshost = env!("CARGO_BIN_EXE_dshost");
     // Warm the compile cache and GStreamer's registry so neither is measured.
-    run(Command::new(dshost)
-        .arg("--data-dir")
-        .arg(data_dir.path())
-        .args(["strategy", "check"])
-        .arg(&yolo))?;
+    run(Command::new(dshost).arg("--data-dir").arg(data_dir.path()).args(["strategy", "check"]).arg(&yolo))?;
     run(&mut gst_launch(&[&clips[0]]))?;
 
-    println!("| sources | gst-launch CPU s | dshost CPU s | CPU ratio | gst-launch fps | dshost fps | dshost CPU ms/frame | latency p50 / p99 ms |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    // Two object stages: `none` measures what dshost itself adds to decoding
+    // (hand-off, queue, worker, strategy call); `motion` adds the built-in
+    // motion detector, which is analysis work like inference, not overhead.
+    let configs: Vec<(&str, PathBuf)> = ["none", "motion"]
+        .iter()
+        .map(|detector| {
+            let path = data_dir.path().join(format!("{detector}.yaml"));
+            std::fs::write(&path, format!("pipeline:\n  detector: {detector}\n")).map(|_| (*detector, path))
+        })
+        .collect::<Result<_, _>>()?;
+    println!("| sources | object stage | gst-launch CPU s | dshost CPU s | CPU ratio | gst-launch fps | dshost fps | dshost CPU ms/frame | latency p50 / p99 ms |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &counts {
-        let files: Vec<&Path> = (0..n).map(|i| clips[i % CLIPS].as_path()).collect();
-        let total = frames * n as u64;
-        let (base_wall, base_cpu) = run(&mut gst_launch(&files))?;
-        let summary = data_dir.path().join(format!("summary-{n}.json"));
-        let mut command = Command::new(dshost);
-        command
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .arg("--strategy")
-            .arg(&yolo)
-            .arg("--summary-json")
-            .arg(&summary)
-            .arg("--alerts-jsonl")
-            .arg(data_dir.path().join("alerts.jsonl"))
-            .env("RUST_LOG", "warn");
-        for file in &files {
-            command.arg("--source").arg(file);
+        for (detector, config) in &configs {
+            let files: Vec<&Path> = (0..n).map(|i| clips[i % CLIPS].as_path()).collect();
+            let total = frames * n as u64;
+            let (base_wall, base_cpu) = run(&mut gst_launch(&files))?;
+            let summary = data_dir.path().join(format!("summary-{n}.json"));
+            let mut command = Command::new(dshost);
+            command
+                .arg("--config")
+                .arg(config)
+                .arg("--data-dir")
+                .arg(data_dir.path())
+                .arg("--strategy")
+                .arg(&yolo)
+                .arg("--summary-json")
+                .arg(&summary)
+                .arg("--alerts-jsonl")
+                .arg(data_dir.path().join("alerts.jsonl"))
+                .env("RUST_LOG", "warn");
+            for file in &files {
+                command.arg("--source").arg(file);
+            }
+            let (wall, cpu) = run(&mut command)?;
+            let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary)?)?;
+            let sources = report["sources"].as_array().cloned().unwrap_or_default();
+            let decoded: u64 = sources.iter().map(|s| s["frames_to_strategies"].as_u64().unwrap_or(0)).sum();
+            if decoded != total {
+                anyhow::bail!("dshost analysed {decoded} of {total} frames");
+            }
+            let worst = |key: &str| sources.iter().filter_map(|s| s[key].as_f64()).fold(0.0f64, f64::max);
+            println!(
+                "| {n} | {detector} | {:.2} | {:.2} | {:.3} | {:.0} | {:.0} | {:.3} | {:.2} / {:.2} |",
+                base_cpu.as_secs_f64(),
+                cpu.as_secs_f64(),
+                cpu.as_secs_f64() / base_cpu.as_secs_f64(),
+                total as f64 / base_wall.as_secs_f64(),
+                total as f64 / wall.as_secs_f64(),
+                cpu.as_secs_f64() * 1e3 / total as f64,
+                worst("latency_ms_p50"),
+                worst("latency_ms_p99"),
+            );
         }
-        let (wall, cpu) = run(&mut command)?;
-        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary)?)?;
-        let sources = report["sources"].as_array().cloned().unwrap_or_default();
-        let decoded: u64 = sources
-            .iter()
-            .map(|s| s["frames_to_strategies"].as_u64().unwrap_or(0))
-            .sum();
-        if decoded != total {
-            anyhow::bail!("dshost analysed {decoded} of {total} frames");
-        }
-        let worst = |key: &str| {
-            sources
-                .iter()
-                .filter_map(|s| s[key].as_f64())
-                .fold(0.0f64, f64::max)
-        };
-        println!(
-            "| {n} | {:.2} | {:.2} | {:.3} | {:.0} | {:.0} | {:.3} | {:.2} / {:.2} |",
-            base_cpu.as_secs_f64(),
-            cpu.as_secs_f64(),
-            cpu.as_secs_f64() / base_cpu.as_secs_f64(),
-            total as f64 / base_wall.as_secs_f64(),
-            total as f64 / wall.as_secs_f64(),
-            cpu.as_secs_f64() * 1e3 / total as f64,
-            worst("latency_ms_p50"),
-            worst("latency_ms_p99"),
-        );
     }
     Ok(())
 }

@@ -25,11 +25,7 @@ fn strategies() -> PathBuf {
 /// Resident set size of this process, bytes.
 fn rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
     pages * 4096
 }
 
@@ -73,9 +69,7 @@ fn main() -> anyhow::Result<()> {
     let marker_a = std::fs::read(strategies().join("marker_a.wasm"))?;
     let marker_b = std::fs::read(strategies().join("marker_b.wasm"))?;
     let cache = tempfile::tempdir()?;
-    let engine = StrategyEngine::new(EngineOptions {
-        cache_dir: Some(cache.path().to_path_buf()),
-    })?;
+    let engine = StrategyEngine::new(EngineOptions { cache_dir: Some(cache.path().to_path_buf()) })?;
     let (sender, alerts) = std::sync::mpsc::channel();
     let settings = RuntimeSettings {
         pipeline: PipelineConfig::default(),
@@ -94,10 +88,7 @@ fn main() -> anyhow::Result<()> {
         limits: SandboxLimits::default(),
     };
     let reloader = Arc::new(Mutex::new(Reloader::new(engine.clone(), runtime.clone())));
-    reloader
-        .lock()
-        .map_err(|_| anyhow::anyhow!("lock"))?
-        .apply(spec, false)?;
+    reloader.lock().map_err(|_| anyhow::anyhow!("lock"))?.apply(spec, false)?;
     let source = SourceConfig {
         id: "cam".into(),
         uri: "test://ball?width=320&height=240&fps=200".into(),
@@ -117,10 +108,7 @@ fn main() -> anyhow::Result<()> {
     // Cold: every write is a build never compiled before.
     let mut cold = Vec::new();
     for i in 0..5 {
-        let bytes = rebuilt(
-            if i % 2 == 0 { &marker_b } else { &marker_a },
-            &format!("cold-{i}"),
-        );
+        let bytes = rebuilt(if i % 2 == 0 { &marker_b } else { &marker_a }, &format!("cold-{i}"));
         let written = Instant::now();
         replace(&path, &bytes);
         let expected = {
@@ -137,11 +125,7 @@ fn main() -> anyhow::Result<()> {
     let (va, vb) = (version(&marker_a)?, version(&marker_b)?);
     let mut cached = Vec::new();
     for i in 0..20 {
-        let (bytes, expected) = if i % 2 == 0 {
-            (&marker_b, &vb)
-        } else {
-            (&marker_a, &va)
-        };
+        let (bytes, expected) = if i % 2 == 0 { (&marker_b, &vb) } else { (&marker_a, &va) };
         let written = Instant::now();
         replace(&path, bytes);
         wait_version(&alerts, expected);
@@ -169,33 +153,12 @@ fn main() -> anyhow::Result<()> {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!("| measurement | value |");
     println!("|---|---:|");
-    println!(
-        "| write -> first frame on new build, cold (compile), median of 5 | {:.1} ms |",
-        ms(median(cold.clone()))
-    );
-    println!(
-        "| same, cold, worst | {:.1} ms |",
-        ms(cold.iter().copied().max().unwrap_or_default())
-    );
-    println!(
-        "| write -> first frame on new build, cached, median of 20 | {:.1} ms |",
-        ms(median(cached.clone()))
-    );
-    println!(
-        "| same, cached, worst | {:.1} ms |",
-        ms(cached.iter().copied().max().unwrap_or_default())
-    );
-    println!(
-        "| RSS after 10 reloads | {:.1} MiB |",
-        after_10 as f64 / 1048576.0
-    );
-    println!(
-        "| RSS after 1000 reloads | {:.1} MiB |",
-        after_1000 as f64 / 1048576.0
-    );
-    println!(
-        "| growth per reload, 10 -> 1000 | {:.1} KiB |",
-        (after_1000 as f64 - after_10 as f64) / 990.0 / 1024.0
-    );
+    println!("| write -> first frame on new build, cold (compile), median of 5 | {:.1} ms |", ms(median(cold.clone())));
+    println!("| same, cold, worst | {:.1} ms |", ms(cold.iter().copied().max().unwrap_or_default()));
+    println!("| write -> first frame on new build, cached, median of 20 | {:.1} ms |", ms(median(cached.clone())));
+    println!("| same, cached, worst | {:.1} ms |", ms(cached.iter().copied().max().unwrap_or_default()));
+    println!("| RSS after 10 reloads | {:.1} MiB |", after_10 as f64 / 1048576.0);
+    println!("| RSS after 1000 reloads | {:.1} MiB |", after_1000 as f64 / 1048576.0);
+    println!("| growth per reload, 10 -> 1000 | {:.1} KiB |", (after_1000 as f64 - after_10 as f64) / 990.0 / 1024.0);
     Ok(())
 }

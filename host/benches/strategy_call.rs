@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 
 use dshost::frame::{CompactFrame, LabelTable, Object, Objects};
 use dshost::strategy::validate::validate;
-use dshost::strategy::{
-    EngineOptions, InstanceSettings, SandboxLimits, StrategyEngine, StrategyInstance,
-};
+use dshost::strategy::{EngineOptions, InstanceSettings, SandboxLimits, StrategyEngine, StrategyInstance};
 use dshost_sdk::{FrameHeader, HostContext, Strategy};
 use wasmtime::component::{Component, Linker};
 use wasmtime::Store;
@@ -87,18 +85,15 @@ fn main() -> anyhow::Result<()> {
         limits: limits.clone(),
     };
     let mut instance = StrategyInstance::new(&engine, component, &settings)?;
-    let context = HostContext {
-        source_id: "bench".into(),
-        class_labels: labels.labels().to_vec(),
-        host_version: "bench".into(),
-    };
-    let mut native =
-        yolo_filter::YoloFilter::configure(CONFIG, &context).map_err(anyhow::Error::msg)?;
+    let context =
+        HostContext { source_id: "bench".into(), class_labels: labels.labels().to_vec(), host_version: "bench".into() };
+    let mut native = yolo_filter::YoloFilter::configure(CONFIG, &context).map_err(anyhow::Error::msg)?;
 
     // Records-vs-bytes fixture, instantiated without the sandbox's imports.
-    let bench_component =
-        Component::from_file(engine.engine(), &bench).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let linker: Linker<()> = Linker::new(engine.engine());
+    let bench_component = Component::from_file(engine.engine(), &bench).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let mut linker: Linker<()> = Linker::new(engine.engine());
+    // Its Rust std imports WASI it never calls; trapping stubs satisfy them.
+    linker.define_unknown_imports_as_traps(&bench_component).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let mut bench_store = Store::new(engine.engine(), ());
     bench_store.set_epoch_deadline(u64::MAX / 2);
     let bench_guest = records::Bench::instantiate(&mut bench_store, &bench_component, &linker)
@@ -117,25 +112,14 @@ fn main() -> anyhow::Result<()> {
             fill(&mut frame, &objects);
             frame.frame_number += 1;
             let detections = instance.process(&frame).unwrap_or_default();
-            let kept = detections
-                .into_iter()
-                .filter_map(|d| validate(d, frame.width, frame.height).ok())
-                .count();
+            let kept = detections.into_iter().filter_map(|d| validate(d, frame.width, frame.height).ok()).count();
             black_box(kept);
         });
 
-        let header = FrameHeader {
-            source_id: "bench".into(),
-            frame_number: 0,
-            pts_ns: 0,
-            width: 1280,
-            height: 720,
-        };
+        let header = FrameHeader { source_id: "bench".into(), frame_number: 0, pts_ns: 0, width: 1280, height: 720 };
         let native_cost = measure(iterations, || {
             fill(&mut frame, &objects);
-            let detections = native
-                .process(&header, Objects::whole_records(&frame.objects))
-                .unwrap_or_default();
+            let detections = native.process(&header, Objects::whole_records(&frame.objects)).unwrap_or_default();
             black_box(detections.len());
         });
 
@@ -152,16 +136,12 @@ fn main() -> anyhow::Result<()> {
             })
             .collect();
         let records_cost = measure(iterations, || {
-            let kept = bench_guest
-                .call_filter_records(&mut bench_store, &typed, 0, 0.5)
-                .unwrap_or_default();
+            let kept = bench_guest.call_filter_records(&mut bench_store, &typed, 0, 0.5).unwrap_or_default();
             black_box(kept.len());
         });
         let bytes_cost = measure(iterations, || {
             fill(&mut frame, &objects);
-            let kept = bench_guest
-                .call_filter_bytes(&mut bench_store, &frame.objects, 0, 0.5)
-                .unwrap_or_default();
+            let kept = bench_guest.call_filter_bytes(&mut bench_store, &frame.objects, 0, 0.5).unwrap_or_default();
             black_box(kept.len());
         });
 

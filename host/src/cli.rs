@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// Write the exit summary as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
+    /// Serve metrics, health and the control API on ADDR (e.g. 127.0.0.1:9464);
+    /// overrides `monitoring.http.address`.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
     /// Do not watch strategy files and the config file for changes (no hot reload).
     #[arg(long)]
     pub no_watch: bool,

@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod config;
 pub mod frame;
+pub mod ops;
 pub mod paths;
 pub mod pipeline;
 pub mod strategy;

@@ -43,15 +43,9 @@ fn init_logging(format: LogFormat) {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let data_dir = cli
-        .global
-        .data_dir
-        .clone()
-        .unwrap_or_else(dshost::paths::default_data_dir);
+    let data_dir = cli.global.data_dir.clone().unwrap_or_else(dshost::paths::default_data_dir);
     match cli.command {
-        Some(Command::Strategy(StrategyCommand::Check { file, json })) => {
-            strategy_check(&data_dir, &file, json)
-        }
+        Some(Command::Strategy(StrategyCommand::Check { file, json })) => strategy_check(&data_dir, &file, json),
         Some(Command::Strategy(StrategyCommand::Test(args))) => strategy_test(&data_dir, &args),
         Some(Command::Run(args)) => run::run(&args, &data_dir),
         Some(Command::ValidateConfig { file }) => validate_config(&file),
@@ -81,9 +75,7 @@ fn validate_config(file: &Path) -> Result<ExitCode> {
 use run::engine;
 
 fn strategy_name(file: &Path) -> String {
-    file.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "strategy".to_string())
+    file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "strategy".to_string())
 }
 
 fn strategy_check(data_dir: &Path, file: &Path, json: bool) -> Result<ExitCode> {
@@ -111,47 +103,22 @@ fn strategy_check(data_dir: &Path, file: &Path, json: bool) -> Result<ExitCode> 
         println!("{report}");
     } else {
         println!("{}: valid strategy component", file.display());
-        println!(
-            "  name:        {} {}",
-            component.info.name, component.info.version
-        );
+        println!("  name:        {} {}", component.info.name, component.info.version);
         println!("  version tag: {}", component.version);
         println!("  description: {}", component.info.description);
-        println!(
-            "  world:       {} ({})",
-            component.world.as_str(),
-            dshost::strategy::bindings::WIT_PACKAGE
-        );
-        let classes = if component.info.classes.is_empty() {
-            "all".to_string()
-        } else {
-            component.info.classes.join(", ")
-        };
+        println!("  world:       {} ({})", component.world.as_str(), dshost::strategy::bindings::WIT_PACKAGE);
+        let classes =
+            if component.info.classes.is_empty() { "all".to_string() } else { component.info.classes.join(", ") };
         println!("  classes:     {classes}");
-        println!(
-            "  tracking:    {}",
-            if component.info.needs_tracking {
-                "needed"
-            } else {
-                "not needed"
-            }
-        );
+        println!("  tracking:    {}", if component.info.needs_tracking { "needed" } else { "not needed" });
         println!(
             "  imports:     {}",
-            if component.imports.is_empty() {
-                "none".to_string()
-            } else {
-                component.imports.join(", ")
-            }
+            if component.imports.is_empty() { "none".to_string() } else { component.imports.join(", ") }
         );
         println!(
             "  compile:     {:.1} ms{}",
             component.compile.duration.as_secs_f64() * 1000.0,
-            if component.compile.from_cache {
-                " (from cache)"
-            } else {
-                ""
-            }
+            if component.compile.from_cache { " (from cache)" } else { "" }
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -189,10 +156,7 @@ fn strategy_test(data_dir: &Path, args: &StrategyTestArgs) -> Result<ExitCode> {
         ..SandboxLimits::default()
     };
     let engine = engine(data_dir)?;
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| strategy_name(&args.file));
+    let name = args.name.clone().unwrap_or_else(|| strategy_name(&args.file));
     let component = engine
         .load_file(&name, &args.file, &limits)
         .with_context(|| format!("{} is not a usable strategy", args.file.display()))?;
@@ -201,21 +165,14 @@ fn strategy_test(data_dir: &Path, args: &StrategyTestArgs) -> Result<ExitCode> {
         labels: Arc::new(labels),
         limits,
         // Replay is not real time: retry a failed instance at once.
-        policy: RecoveryPolicy {
-            initial_backoff: Duration::ZERO,
-            ..RecoveryPolicy::default()
-        },
+        policy: RecoveryPolicy { initial_backoff: Duration::ZERO, ..RecoveryPolicy::default() },
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let summary = replay(&engine, &component, &frames, &options, &mut out)?;
     out.flush()?;
     let errors: u64 = summary.errors.values().sum();
-    let error_list: Vec<String> = summary
-        .errors
-        .iter()
-        .map(|(k, n)| format!("{k}={n}"))
-        .collect();
+    let error_list: Vec<String> = summary.errors.iter().map(|(k, n)| format!("{k}={n}")).collect();
     eprintln!(
         "replayed {} frames through {} ({}): {} detections, {} invalid detections dropped, {} failed calls{}, {} frames skipped{}",
         summary.frames,
@@ -232,9 +189,5 @@ fn strategy_test(data_dir: &Path, args: &StrategyTestArgs) -> Result<ExitCode> {
             format!("; quarantined for sources: {}", summary.quarantined.join(", "))
         },
     );
-    Ok(if errors > 0 || summary.invalid_detections > 0 {
-        ExitCode::from(3)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if errors > 0 || summary.invalid_detections > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }

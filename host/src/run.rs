@@ -23,25 +23,15 @@ use dshost::strategy::StrategyEngine;
 
 /// Loads the config (file or embedded default) with the command line's
 /// sources and strategies applied, reporting every error at once.
-pub fn load_config(
-    config: Option<&Path>,
-    sources: &[String],
-    strategies: &[PathBuf],
-) -> Result<Config> {
+pub fn load_config(config: Option<&Path>, sources: &[String], strategies: &[PathBuf]) -> Result<Config> {
     let (text, origin) = match config {
         Some(path) => (
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the config {}", path.display()))?,
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the config {}", path.display()))?,
             path.display().to_string(),
         ),
-        None => (
-            config::DEFAULT_CONFIG.to_string(),
-            "<embedded default config>".to_string(),
-        ),
+        None => (config::DEFAULT_CONFIG.to_string(), "<embedded default config>".to_string()),
     };
-    let parsed = config::parse_config_with(&text, &origin, |config| {
-        apply_overrides(config, sources, strategies)
-    })?;
+    let parsed = config::parse_config_with(&text, &origin, |config| apply_overrides(config, sources, strategies))?;
     Ok(parsed)
 }
 
@@ -69,15 +59,9 @@ fn apply_overrides(config: &mut Config, sources: &[String], strategies: &[PathBu
         config.strategies = strategies
             .iter()
             .map(|path| {
-                let name = path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
                 match configured.iter().find(|s| s.resolved_name() == name) {
-                    Some(entry) => StrategyConfig {
-                        path: path.clone(),
-                        ..entry.clone()
-                    },
+                    Some(entry) => StrategyConfig { path: path.clone(), ..entry.clone() },
                     None => StrategyConfig {
                         name: Some(name),
                         path: path.clone(),
@@ -92,9 +76,7 @@ fn apply_overrides(config: &mut Config, sources: &[String], strategies: &[PathBu
 }
 
 pub fn engine(data_dir: &Path) -> Result<Arc<StrategyEngine>> {
-    let options = dshost::strategy::EngineOptions {
-        cache_dir: Some(dshost::paths::strategy_cache_dir(data_dir)),
-    };
+    let options = dshost::strategy::EngineOptions { cache_dir: Some(dshost::paths::strategy_cache_dir(data_dir)) };
     StrategyEngine::new(options).context("failed to start the strategy engine")
 }
 
@@ -114,8 +96,7 @@ fn specs(config: &Config) -> Result<Vec<StrategySpec>> {
         .strategies
         .iter()
         .map(|entry| {
-            StrategySpec::from_config(entry)
-                .with_context(|| format!("strategy `{}` config", entry.resolved_name()))
+            StrategySpec::from_config(entry).with_context(|| format!("strategy `{}` config", entry.resolved_name()))
         })
         .collect()
 }
@@ -131,9 +112,7 @@ fn start_sources(runtime: &Runtime, config: &Config) -> Result<()> {
                 spec.id
             );
         }
-        runtime
-            .add_source(spec)
-            .with_context(|| format!("cannot start source `{}`", source.id))?;
+        runtime.add_source(spec).with_context(|| format!("cannot start source `{}`", source.id))?;
     }
     Ok(())
 }
@@ -142,19 +121,17 @@ fn start_sources(runtime: &Runtime, config: &Config) -> Result<()> {
 struct AlertOutput {
     readable: bool,
     jsonl: Option<Box<dyn Write + Send>>,
+    /// Alerts written, for the metrics endpoint.
+    count: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl AlertOutput {
     fn new(target: Option<&str>) -> Result<Self> {
         Ok(match target {
-            None => AlertOutput {
-                readable: true,
-                jsonl: None,
-            },
-            Some("-") => AlertOutput {
-                readable: false,
-                jsonl: Some(Box::new(std::io::stdout())),
-            },
+            None => AlertOutput { readable: true, jsonl: None, count: Default::default() },
+            Some("-") => {
+                AlertOutput { readable: false, jsonl: Some(Box::new(std::io::stdout())), count: Default::default() }
+            }
             Some(path) => {
                 let file = std::fs::OpenOptions::new()
                     .create(true)
@@ -164,6 +141,7 @@ impl AlertOutput {
                 AlertOutput {
                     readable: true,
                     jsonl: Some(Box::new(std::io::BufWriter::new(file))),
+                    count: Default::default(),
                 }
             }
         })
@@ -175,6 +153,7 @@ impl AlertOutput {
         let stdout = std::io::stdout();
         while let Ok(alert) = alerts.recv() {
             count += 1;
+            self.count.store(count, Ordering::Relaxed);
             if let Some(out) = &mut self.jsonl {
                 if let Err(error) = writeln!(out, "{}", alert.to_json_line()) {
                     tracing::error!(error = %error, "cannot write an alert line");
@@ -198,15 +177,8 @@ impl AlertOutput {
 }
 
 fn readable(alert: &Alert) -> String {
-    let id = alert
-        .object_id
-        .map(|id| format!(" id={id}"))
-        .unwrap_or_default();
-    let attributes: Vec<String> = alert
-        .attributes
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    let id = alert.object_id.map(|id| format!(" id={id}")).unwrap_or_default();
+    let attributes: Vec<String> = alert.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
     format!(
         "{} [{}] {} #{} {}: {} {:.2} at {:.0},{:.0} {:.0}x{:.0}{}{}",
         alert.ts,
@@ -221,11 +193,7 @@ fn readable(alert: &Alert) -> String {
         alert.bbox.width,
         alert.bbox.height,
         id,
-        if attributes.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", attributes.join(" "))
-        }
+        if attributes.is_empty() { String::new() } else { format!(" {}", attributes.join(" ")) }
     )
 }
 
@@ -259,10 +227,7 @@ fn wait(runtime: &Runtime, duration: Option<f64>, alerts_seen: &dyn Fn() -> u64)
             let elapsed = last_status.elapsed().as_secs_f64();
             last_status = Instant::now();
             let current = runtime.summaries();
-            eprint!(
-                "\r\x1b[2K{}",
-                status_line(&previous, &current, elapsed, alerts_seen())
-            );
+            eprint!("\r\x1b[2K{}", status_line(&previous, &current, elapsed, alerts_seen()));
             previous = current;
         }
     }
@@ -272,22 +237,15 @@ fn wait(runtime: &Runtime, duration: Option<f64>, alerts_seen: &dyn Fn() -> u64)
     Ok(())
 }
 
-fn status_line(
-    previous: &[SourceSummary],
-    current: &[SourceSummary],
-    seconds: f64,
-    alerts: u64,
-) -> String {
+fn status_line(previous: &[SourceSummary], current: &[SourceSummary], seconds: f64, alerts: u64) -> String {
     let parts: Vec<String> = current
         .iter()
         .map(|now| {
             let before = previous.iter().find(|p| p.id == now.id);
             let frames = now.frames_decoded - before.map(|b| b.frames_decoded).unwrap_or(0);
-            let given =
-                now.frames_to_strategies - before.map(|b| b.frames_to_strategies).unwrap_or(0);
+            let given = now.frames_to_strategies - before.map(|b| b.frames_to_strategies).unwrap_or(0);
             let objects = now.objects - before.map(|b| b.objects).unwrap_or(0);
-            let strategy_s =
-                now.strategy_seconds - before.map(|b| b.strategy_seconds).unwrap_or(0.0);
+            let strategy_s = now.strategy_seconds - before.map(|b| b.strategy_seconds).unwrap_or(0.0);
             format!(
                 "{} {:.1} fps {:.1} obj/f {:.0} µs/f",
                 now.id,
@@ -329,10 +287,9 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
         tracing::warn!("no strategies configured: frames are analysed but nothing raises alerts");
     }
     let output = AlertOutput::new(args.alerts_jsonl.as_deref())?;
+    let alert_count = output.count.clone();
     let (sender, receiver) = std::sync::mpsc::channel::<Alert>();
-    let writer = std::thread::Builder::new()
-        .name("alerts".into())
-        .spawn(move || output.run(receiver))?;
+    let writer = std::thread::Builder::new().name("alerts".into()).spawn(move || output.run(receiver))?;
     let settings = RuntimeSettings {
         pipeline: config.pipeline.clone(),
         recovery: config.recovery.clone(),
@@ -350,30 +307,35 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
     let started = if failures.is_empty() {
         start_sources(&runtime, &config)
     } else {
-        Err(anyhow::anyhow!(
-            "cannot start the strategies:\n  {}",
-            failures.join("\n  ")
-        ))
+        Err(anyhow::anyhow!("cannot start the strategies:\n  {}", failures.join("\n  ")))
     };
     let stop_watch = Arc::new(AtomicBool::new(false));
     let mut watcher = None;
+    let mut http = None;
+    let started = started.and_then(|()| {
+        let Some((address, token)) = http_settings(args, &config)? else { return Ok(()) };
+        let state = dshost::ops::http::ApiState {
+            runtime: runtime.clone(),
+            reloader: reloader.clone(),
+            default_detector: config.pipeline.detector,
+            alerts: alert_count.clone(),
+            token: token.map(Arc::from),
+        };
+        http = Some(dshost::ops::http::HttpServer::start(address, state)?);
+        Ok(())
+    });
     if started.is_ok() {
         if !args.no_watch {
             let config_reader = args.config.clone().map(|path| {
                 let (sources, strategies) = (args.sources.clone(), args.strategies.clone());
                 let reread = path.clone();
                 let reader: dshost::strategy::watch::ConfigReader = Box::new(move || {
-                    let config = load_config(Some(&reread), &sources, &strategies)
-                        .map_err(|e| format!("{e:#}"))?;
+                    let config = load_config(Some(&reread), &sources, &strategies).map_err(|e| format!("{e:#}"))?;
                     specs(&config).map_err(|e| format!("{e:#}"))
                 });
                 (path, reader)
             });
-            match dshost::strategy::watch::spawn(
-                reloader.clone(),
-                config_reader,
-                stop_watch.clone(),
-            ) {
+            match dshost::strategy::watch::spawn(reloader.clone(), config_reader, stop_watch.clone()) {
                 Ok(handle) => watcher = Some(handle),
                 Err(error) => {
                     tracing::warn!(error = %error, "cannot watch for strategy changes; hot reload is off")
@@ -381,14 +343,10 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
             }
         }
         let strategy_metrics = runtime.strategy_metrics();
-        let seen = move || {
-            strategy_metrics
-                .iter()
-                .map(|(_, _, m)| m.detections.load(Ordering::Relaxed))
-                .sum()
-        };
+        let seen = move || strategy_metrics.iter().map(|(_, _, m)| m.detections.load(Ordering::Relaxed)).sum();
         wait(&runtime, args.duration, &seen)?;
     }
+    drop(http);
     stop_watch.store(true, Ordering::Relaxed);
     if let Some(watcher) = watcher {
         let _ = watcher.join();
@@ -416,8 +374,7 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
                 })
             })
             .collect();
-        let summary =
-            serde_json::json!({ "sources": summaries, "strategies": strategies, "alerts": alerts });
+        let summary = serde_json::json!({ "sources": summaries, "strategies": strategies, "alerts": alerts });
         std::fs::write(path, format!("{summary:#}\n"))
             .with_context(|| format!("cannot write the summary {}", path.display()))?;
     }
@@ -425,17 +382,12 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
 }
 
 pub fn record(args: &RecordArgs) -> Result<ExitCode> {
-    let config = load_config(
-        args.config.as_deref(),
-        std::slice::from_ref(&args.source),
-        &[],
-    )?;
+    let config = load_config(args.config.as_deref(), std::slice::from_ref(&args.source), &[])?;
     let labels = Arc::new(labels(&config));
     let file = std::fs::File::create(&args.frames_out)
         .with_context(|| format!("cannot create {}", args.frames_out.display()))?;
     let out = Arc::new(Mutex::new(std::io::BufWriter::new(file)));
-    let engine =
-        StrategyEngine::new(Default::default()).context("failed to start the strategy engine")?;
+    let engine = StrategyEngine::new(Default::default()).context("failed to start the strategy engine")?;
     let (sender, _receiver) = std::sync::mpsc::channel::<Alert>();
     let settings = RuntimeSettings {
         pipeline: config.pipeline.clone(),
@@ -443,19 +395,18 @@ pub fn record(args: &RecordArgs) -> Result<ExitCode> {
         labels: labels.clone(),
     };
     let tap_out = out.clone();
-    let runtime =
-        Runtime::new(engine, settings, Vec::new(), sender)?.with_frame_tap(move |_source| {
-            let out = tap_out.clone();
-            let labels = labels.clone();
-            Box::new(move |frame| {
-                let line = FrameLine::from_compact(frame, &labels);
-                if let (Ok(mut out), Ok(text)) = (out.lock(), serde_json::to_string(&line)) {
-                    if let Err(error) = writeln!(out, "{text}") {
-                        tracing::error!(error = %error, "cannot write a frame line");
-                    }
+    let runtime = Runtime::new(engine, settings, Vec::new(), sender)?.with_frame_tap(move |_source| {
+        let out = tap_out.clone();
+        let labels = labels.clone();
+        Box::new(move |frame| {
+            let line = FrameLine::from_compact(frame, &labels);
+            if let (Ok(mut out), Ok(text)) = (out.lock(), serde_json::to_string(&line)) {
+                if let Err(error) = writeln!(out, "{text}") {
+                    tracing::error!(error = %error, "cannot write a frame line");
                 }
-            })
-        });
+            }
+        })
+    });
     let started = start_sources(&runtime, &config);
     if started.is_ok() {
         wait(&runtime, args.duration, &|| 0)?;
@@ -463,8 +414,7 @@ pub fn record(args: &RecordArgs) -> Result<ExitCode> {
     let summaries = runtime.shutdown();
     started?;
     if let Ok(mut out) = out.lock() {
-        out.flush()
-            .with_context(|| format!("cannot write {}", args.frames_out.display()))?;
+        out.flush().with_context(|| format!("cannot write {}", args.frames_out.display()))?;
     }
     let frames: u64 = summaries.iter().map(|s| s.frames_to_strategies).sum();
     eprintln!("recorded {frames} frames to {}", args.frames_out.display());
@@ -472,7 +422,19 @@ pub fn record(args: &RecordArgs) -> Result<ExitCode> {
 }
 
 fn lock(reloader: &Mutex<Reloader>) -> std::sync::MutexGuard<'_, Reloader> {
-    reloader
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    reloader.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Where to serve HTTP, if anywhere: `--http` wins over the config.
+fn http_settings(args: &RunArgs, config: &Config) -> Result<Option<(std::net::SocketAddr, Option<String>)>> {
+    let configured = config.monitoring.http.as_ref();
+    let address = match (&args.http, configured) {
+        (Some(address), _) => address.clone(),
+        (None, Some(http)) => http.address.clone(),
+        (None, None) => return Ok(None),
+    };
+    let address =
+        address.parse().with_context(|| format!("`{address}` is not a listen address like 127.0.0.1:9464"))?;
+    let token = configured.and_then(|h| h.token.clone()).filter(|t| !t.is_empty());
+    Ok(Some((address, token)))
 }

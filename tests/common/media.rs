@@ -88,9 +88,5 @@ pub fn gst_launch(pipeline: &str) {
         .args(&args)
         .output()
         .expect("gst-launch-1.0 missing: run scripts/setup.sh");
-    assert!(
-        output.status.success(),
-        "gst-launch-1.0 {pipeline} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "gst-launch-1.0 {pipeline} failed: {}", String::from_utf8_lossy(&output.stderr));
 }

@@ -12,10 +12,7 @@ use std::sync::{Arc, OnceLock};
 use dshost::strategy::{EngineOptions, StrategyEngine};
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// `target/strategies/`, with every strategy and test guest built. The
@@ -49,10 +46,7 @@ pub fn engine() -> Arc<StrategyEngine> {
     ENGINE
         .get_or_init(|| {
             let cache_dir = repo_root().join("target/test-cache/strategies");
-            StrategyEngine::new(EngineOptions {
-                cache_dir: Some(cache_dir),
-            })
-            .expect("engine")
+            StrategyEngine::new(EngineOptions { cache_dir: Some(cache_dir) }).expect("engine")
         })
         .clone()
 }

@@ -134,10 +134,7 @@ fn alert_id(origin: &Origin<'_>) -> String {
     hasher.update(origin.pts_ns.to_le_bytes());
     hasher.update((origin.index as u64).to_le_bytes());
     hasher.update(origin.run.to_le_bytes());
-    hasher.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hasher.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

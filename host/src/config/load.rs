@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
 use super::locate::LineIndex;
-use super::model::{Config, PipelineConfig, RecoveryConfig, SourceConfig, StrategyConfig};
+use super::model::{Config, MonitoringConfig, PipelineConfig, RecoveryConfig, SourceConfig, StrategyConfig};
 use crate::pipeline::uri::SourceUri;
 
 /// One problem in a config.
@@ -32,19 +32,10 @@ pub struct ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = self.issues.len();
-        writeln!(
-            f,
-            "{} has {count} error{}:",
-            self.origin,
-            if count == 1 { "" } else { "s" }
-        )?;
+        writeln!(f, "{} has {count} error{}:", self.origin, if count == 1 { "" } else { "s" })?;
         for issue in &self.issues {
             match issue.line {
-                Some(line) => writeln!(
-                    f,
-                    "  {}:{line}: `{}`: {}",
-                    self.origin, issue.path, issue.message
-                )?,
+                Some(line) => writeln!(f, "  {}:{line}: `{}`: {}", self.origin, issue.path, issue.message)?,
                 None => writeln!(f, "  {}: `{}`: {}", self.origin, issue.path, issue.message)?,
             }
         }
@@ -54,16 +45,9 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-const SECTIONS: [&str; 6] = [
-    "sources",
-    "pipeline",
-    "strategies",
-    "alerts",
-    "monitoring",
-    "recovery",
-];
+const SECTIONS: [&str; 6] = ["sources", "pipeline", "strategies", "alerts", "monitoring", "recovery"];
 /// Sections of the documented format that this build does not implement yet.
-const NOT_YET: [&str; 2] = ["alerts", "monitoring"];
+const NOT_YET: [&str; 1] = ["alerts"];
 
 struct Collector {
     issues: Vec<ConfigIssue>,
@@ -71,11 +55,7 @@ struct Collector {
 
 impl Collector {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.issues.push(ConfigIssue {
-            path: path.into(),
-            line: None,
-            message: message.into(),
-        });
+        self.issues.push(ConfigIssue { path: path.into(), line: None, message: message.into() });
     }
 
     fn parse<T: DeserializeOwned>(&mut self, path: &str, value: &Value) -> Option<T> {
@@ -104,11 +84,7 @@ pub fn parse_config(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
 
 /// Like [`parse_config`], with `adjust` applied between parsing and the
 /// semantic checks (command-line overrides are checked like the file).
-pub fn parse_config_with(
-    text: &str,
-    origin: &str,
-    adjust: impl FnOnce(&mut Config),
-) -> Result<Config, ConfigErrors> {
+pub fn parse_config_with(text: &str, origin: &str, adjust: impl FnOnce(&mut Config)) -> Result<Config, ConfigErrors> {
     let mut collector = Collector { issues: Vec::new() };
     let mut config = parse_sections(text, &mut collector);
     if let Some(config) = &mut config {
@@ -129,10 +105,7 @@ pub fn parse_config_with(
             issue.line = index.line_of(&issue.path);
         }
     }
-    Err(ConfigErrors {
-        origin: origin.to_string(),
-        issues,
-    })
+    Err(ConfigErrors { origin: origin.to_string(), issues })
 }
 
 /// Reads and validates a config file.
@@ -140,11 +113,7 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
         origin: origin.clone(),
-        issues: vec![ConfigIssue {
-            path: String::new(),
-            line: None,
-            message: format!("cannot read the file: {e}"),
-        }],
+        issues: vec![ConfigIssue { path: String::new(), line: None, message: format!("cannot read the file: {e}") }],
     })?;
     parse_config(&text, &origin)
 }
@@ -154,22 +123,21 @@ fn parse_sections(text: &str, collector: &mut Collector) -> Option<Config> {
         Ok(value) => value,
         Err(error) => {
             let line = error.location().map(|l| l.line());
-            collector.issues.push(ConfigIssue {
-                path: String::new(),
-                line,
-                message: format!("invalid YAML: {error}"),
-            });
+            collector.issues.push(ConfigIssue { path: String::new(), line, message: format!("invalid YAML: {error}") });
             return None;
         }
     };
+    let mut root = root;
+    if root.is_null() {
+        root = Value::Mapping(Default::default());
+    }
+    for problem in super::env::apply_overrides(&mut root, std::env::vars()) {
+        collector.push(problem.0, problem.1);
+    }
     let mapping = match root {
-        Value::Null => return Some(Config::default()),
         Value::Mapping(mapping) => mapping,
         _ => {
-            collector.push(
-                "",
-                "the config must be a mapping of sections (sources, pipeline, strategies, ...)",
-            );
+            collector.push("", "the config must be a mapping of sections (sources, pipeline, strategies, ...)");
             return None;
         }
     };
@@ -198,21 +166,16 @@ fn parse_sections(text: &str, collector: &mut Collector) -> Option<Config> {
                 Some(recovery) => config.recovery = recovery,
                 None => ok = false,
             },
+            "monitoring" => match collector.parse::<MonitoringConfig>("monitoring", value) {
+                Some(monitoring) => config.monitoring = monitoring,
+                None => ok = false,
+            },
             other if NOT_YET.contains(&other) => {
-                collector.push(
-                    other,
-                    format!("the `{other}` section is not supported by this version of dshost"),
-                );
+                collector.push(other, format!("the `{other}` section is not supported by this version of dshost"));
                 ok = false;
             }
             other => {
-                collector.push(
-                    other,
-                    format!(
-                        "unknown section `{other}`; expected one of: {}",
-                        SECTIONS.join(", ")
-                    ),
-                );
+                collector.push(other, format!("unknown section `{other}`; expected one of: {}", SECTIONS.join(", ")));
                 ok = false;
             }
         }
@@ -221,11 +184,7 @@ fn parse_sections(text: &str, collector: &mut Collector) -> Option<Config> {
 }
 
 /// Parses each item on its own, so one bad item does not hide the others.
-fn parse_list<T: DeserializeOwned>(
-    collector: &mut Collector,
-    path: &str,
-    value: &Value,
-) -> Option<Vec<T>> {
+fn parse_list<T: DeserializeOwned>(collector: &mut Collector, path: &str, value: &Value) -> Option<Vec<T>> {
     let items = match value {
         Value::Null => return Some(Vec::new()),
         Value::Sequence(items) => items,
@@ -234,11 +193,8 @@ fn parse_list<T: DeserializeOwned>(
             return None;
         }
     };
-    let parsed: Vec<Option<T>> = items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| collector.parse(&format!("{path}[{i}]"), item))
-        .collect();
+    let parsed: Vec<Option<T>> =
+        items.iter().enumerate().map(|(i, item)| collector.parse(&format!("{path}[{i}]"), item)).collect();
     parsed.into_iter().collect()
 }
 
@@ -247,15 +203,9 @@ fn validate(config: &Config, collector: &mut Collector) {
     for (i, source) in config.sources.iter().enumerate() {
         let at = format!("sources[{i}]");
         if !valid_id(&source.id) {
-            collector.push(
-                format!("{at}.id"),
-                "ids are 1-64 characters of letters, digits, `-`, `_` and `.`",
-            );
+            collector.push(format!("{at}.id"), "ids are 1-64 characters of letters, digits, `-`, `_` and `.`");
         } else if !ids.insert(source.id.as_str()) {
-            collector.push(
-                format!("{at}.id"),
-                format!("duplicate source id `{}`", source.id),
-            );
+            collector.push(format!("{at}.id"), format!("duplicate source id `{}`", source.id));
         }
         if let Err(error) = SourceUri::parse(&source.uri) {
             collector.push(format!("{at}.uri"), error.to_string());
@@ -272,20 +222,14 @@ fn validate(config: &Config, collector: &mut Collector) {
         collector.push("pipeline.motion.analysis_width", "must be within 16..=1920");
     }
     if !(pipeline.motion.min_area > 0.0 && pipeline.motion.min_area < 1.0) {
-        collector.push(
-            "pipeline.motion.min_area",
-            "must be a fraction of the frame within (0, 1)",
-        );
+        collector.push("pipeline.motion.min_area", "must be a fraction of the frame within (0, 1)");
     }
     if !(pipeline.tracker.iou_threshold > 0.0 && pipeline.tracker.iou_threshold < 1.0) {
         collector.push("pipeline.tracker.iou_threshold", "must be within (0, 1)");
     }
     if let Some(labels) = &pipeline.labels {
         if labels.is_empty() {
-            collector.push(
-                "pipeline.labels",
-                "must name at least one label (or be left out for COCO)",
-            );
+            collector.push("pipeline.labels", "must name at least one label (or be left out for COCO)");
         }
     }
     let mut names = BTreeSet::new();
@@ -293,15 +237,9 @@ fn validate(config: &Config, collector: &mut Collector) {
         let at = format!("strategies[{i}]");
         let name = strategy.resolved_name();
         if !valid_id(&name) {
-            collector.push(
-                format!("{at}.name"),
-                "names are 1-64 characters of letters, digits, `-`, `_` and `.`",
-            );
+            collector.push(format!("{at}.name"), "names are 1-64 characters of letters, digits, `-`, `_` and `.`");
         } else if !names.insert(name.clone()) {
-            collector.push(
-                format!("{at}.name"),
-                format!("duplicate strategy name `{name}`"),
-            );
+            collector.push(format!("{at}.name"), format!("duplicate strategy name `{name}`"));
         }
         if !strategy.path.is_file() {
             collector.push(
@@ -314,10 +252,7 @@ fn validate(config: &Config, collector: &mut Collector) {
         }
         for (j, source) in strategy.sources.iter().enumerate() {
             if !ids.contains(source.as_str()) {
-                collector.push(
-                    format!("{at}.sources[{j}]"),
-                    format!("no source has the id `{source}`"),
-                );
+                collector.push(format!("{at}.sources[{j}]"), format!("no source has the id `{source}`"));
             }
         }
         let limits = &strategy.limits;
@@ -325,10 +260,7 @@ fn validate(config: &Config, collector: &mut Collector) {
             collector.push(format!("{at}.limits.memory_mib"), "must be within 1..=4096");
         }
         if limits.call_timeout_ms == 0 || limits.call_timeout_ms > 60_000 {
-            collector.push(
-                format!("{at}.limits.call_timeout_ms"),
-                "must be within 1..=60000",
-            );
+            collector.push(format!("{at}.limits.call_timeout_ms"), "must be within 1..=60000");
         }
         if let Err(error) = super::value_to_json(&strategy.config) {
             collector.push(format!("{at}.config"), error.to_string());
@@ -336,28 +268,29 @@ fn validate(config: &Config, collector: &mut Collector) {
     }
     let recovery = &config.recovery;
     if recovery.initial_backoff_ms == 0 || recovery.initial_backoff_ms > recovery.max_backoff_ms {
-        collector.push(
-            "recovery.initial_backoff_ms",
-            "must be positive and at most `max_backoff_ms`",
-        );
+        collector.push("recovery.initial_backoff_ms", "must be positive and at most `max_backoff_ms`");
     }
     if !(recovery.watchdog_seconds.is_finite() && recovery.watchdog_seconds > 0.0) {
-        collector.push(
-            "recovery.watchdog_seconds",
-            "must be a positive number of seconds",
-        );
+        collector.push("recovery.watchdog_seconds", "must be a positive number of seconds");
     }
     if recovery.strategy_quarantine_after == 0 {
         collector.push("recovery.strategy_quarantine_after", "must be at least 1");
     }
+    if let Some(http) = &config.monitoring.http {
+        match http.address.parse::<std::net::SocketAddr>() {
+            Err(e) => collector.push(
+                "monitoring.http.address",
+                format!("`{}` is not an address like 127.0.0.1:9464: {e}", http.address),
+            ),
+            Ok(address) if !address.ip().is_loopback() && http.token.as_deref().is_none_or(str::is_empty) => collector
+                .push("monitoring.http.token", "a bearer token is required when listening on a non-loopback address"),
+            Ok(_) => {}
+        }
+    }
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 #[cfg(test)]
@@ -384,31 +317,13 @@ strategies:
 colour: blue
 ";
         let errors = parse_config(text, "test.yaml").unwrap_err();
-        let found: Vec<(String, Option<usize>)> = errors
-            .issues
-            .iter()
-            .map(|i| (i.path.clone(), i.line))
-            .collect();
-        assert!(
-            found.contains(&("sources[2].rtsp.latency".to_string(), Some(9))),
-            "{errors}"
-        );
-        assert!(
-            found.contains(&("colour".to_string(), Some(15))),
-            "{errors}"
-        );
-        assert!(
-            errors
-                .issues
-                .iter()
-                .any(|i| i.message.contains("unknown field `latency`")),
-            "{errors}"
-        );
+        let found: Vec<(String, Option<usize>)> = errors.issues.iter().map(|i| (i.path.clone(), i.line)).collect();
+        assert!(found.contains(&("sources[2].rtsp.latency".to_string(), Some(9))), "{errors}");
+        assert!(found.contains(&("colour".to_string(), Some(15))), "{errors}");
+        assert!(errors.issues.iter().any(|i| i.message.contains("unknown field `latency`")), "{errors}");
         // Semantic checks run only once the structure parsed; fix the
         // structure and the rest shows up together.
-        let text = text
-            .replace("      latency: 5\n", "      latency_ms: 5\n")
-            .replace("colour: blue\n", "");
+        let text = text.replace("      latency: 5\n", "      latency_ms: 5\n").replace("colour: blue\n", "");
         let errors = parse_config(&text, "test.yaml").unwrap_err();
         let paths: Vec<&str> = errors.issues.iter().map(|i| i.path.as_str()).collect();
         assert_eq!(
@@ -423,9 +338,7 @@ colour: blue
             "{errors}"
         );
         assert_eq!(errors.issues[1].line, Some(5));
-        assert!(errors
-            .to_string()
-            .contains("test.yaml:5: `sources[1].uri`: unsupported scheme `gopher`"));
+        assert!(errors.to_string().contains("test.yaml:5: `sources[1].uri`: unsupported scheme `gopher`"));
     }
 
     #[test]

@@ -17,9 +17,7 @@ impl LineIndex {
     pub fn build(text: &str) -> Self {
         let mut walker = Walker::default();
         let _ = Parser::new_from_str(text).load(&mut walker, false);
-        LineIndex {
-            lines: walker.lines,
-        }
+        LineIndex { lines: walker.lines }
     }
 
     /// Line of `path`, or of its nearest indexed ancestor.
@@ -111,7 +109,8 @@ mod tests {
 
     #[test]
     fn finds_lines_of_nested_paths() {
-        let text = "sources:\n  - id: a\n    uri: x\n  - id: b\n    rtsp:\n      latency_ms: 5\npipeline:\n  queue_depth: 3\n";
+        let text =
+            "sources:\n  - id: a\n    uri: x\n  - id: b\n    rtsp:\n      latency_ms: 5\npipeline:\n  queue_depth: 3\n";
         let index = LineIndex::build(text);
         assert_eq!(index.line_of("sources"), Some(1));
         assert_eq!(index.line_of("sources[0]"), Some(2));

@@ -1,6 +1,7 @@
 //! Configuration: the YAML model, loading with every error reported at once,
 //! and the embedded default.
 
+mod env;
 pub mod load;
 mod locate;
 pub mod model;
@@ -26,10 +27,7 @@ pub fn yaml_to_json(text: &str) -> Result<String, YamlError> {
         return Ok("{}".to_string());
     }
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| YamlError {
-        location: e
-            .location()
-            .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
-            .unwrap_or_default(),
+        location: e.location().map(|l| format!("line {}, column {}: ", l.line(), l.column())).unwrap_or_default(),
         message: e.to_string(),
     })?;
     value_to_json(&value)
@@ -37,15 +35,9 @@ pub fn yaml_to_json(text: &str) -> Result<String, YamlError> {
 
 /// Converts a parsed YAML value to a JSON document.
 pub fn value_to_json(value: &serde_yaml::Value) -> Result<String, YamlError> {
-    let json: serde_json::Value = serde_yaml::from_value(value.clone()).map_err(|e| YamlError {
-        location: String::new(),
-        message: format!("cannot be expressed as JSON: {e}"),
-    })?;
-    let json = if json.is_null() {
-        serde_json::json!({})
-    } else {
-        json
-    };
+    let json: serde_json::Value = serde_yaml::from_value(value.clone())
+        .map_err(|e| YamlError { location: String::new(), message: format!("cannot be expressed as JSON: {e}") })?;
+    let json = if json.is_null() { serde_json::json!({}) } else { json };
     Ok(json.to_string())
 }
 
@@ -68,10 +60,7 @@ mod tests {
         // Strategy files are checked when running; here only the structure.
         let errors = parse_config(DEFAULT_CONFIG, "default.yaml").err();
         if let Some(errors) = errors {
-            assert!(
-                errors.issues.iter().all(|i| i.path.ends_with(".path")),
-                "{errors}"
-            );
+            assert!(errors.issues.iter().all(|i| i.path.ends_with(".path")), "{errors}");
         }
     }
 }

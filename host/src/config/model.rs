@@ -19,6 +19,36 @@ pub struct Config {
     pub strategies: Vec<StrategyConfig>,
     #[serde(default)]
     pub recovery: RecoveryConfig,
+    #[serde(default)]
+    pub monitoring: MonitoringConfig,
+}
+
+/// Metrics, health and the control API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringConfig {
+    /// The HTTP server; absent = off (unless `--http` is given).
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    #[serde(default = "HttpConfig::default_address")]
+    pub address: String,
+    /// Bearer token required on `/metrics` and `/v1`; mandatory when the
+    /// address is not a loopback address. Prefer setting it through the
+    /// environment (DSHOST_MONITORING__HTTP__TOKEN) over writing it here.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl HttpConfig {
+    fn default_address() -> String {
+        "127.0.0.1:9464".to_string()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,10 +100,7 @@ impl RtspConfig {
 
 impl Default for RtspConfig {
     fn default() -> Self {
-        RtspConfig {
-            transport: Self::default_transport(),
-            latency_ms: Self::default_latency(),
-        }
+        RtspConfig { transport: Self::default_transport(), latency_ms: Self::default_latency() }
     }
 }
 
@@ -145,12 +172,7 @@ pub struct MotionConfig {
 
 impl Default for MotionConfig {
     fn default() -> Self {
-        MotionConfig {
-            analysis_width: 160,
-            threshold: 25,
-            closing: 2,
-            min_area: 0.001,
-        }
+        MotionConfig { analysis_width: 160, threshold: 25, closing: 2, min_area: 0.001 }
     }
 }
 
@@ -167,11 +189,7 @@ pub struct TrackerConfig {
 
 impl Default for TrackerConfig {
     fn default() -> Self {
-        TrackerConfig {
-            enabled: true,
-            iou_threshold: 0.3,
-            max_missed_frames: 15,
-        }
+        TrackerConfig { enabled: true, iou_threshold: 0.3, max_missed_frames: 15 }
     }
 }
 
@@ -196,10 +214,7 @@ pub struct StrategyConfig {
 impl StrategyConfig {
     pub fn resolved_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
-            self.path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "strategy".into())
+            self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "strategy".into())
         })
     }
 }
@@ -215,11 +230,7 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig {
-            memory_mib: 64,
-            call_timeout_ms: 20,
-            max_detections: 256,
-        }
+        LimitsConfig { memory_mib: 64, call_timeout_ms: 20, max_detections: 256 }
     }
 }
 

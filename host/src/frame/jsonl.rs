@@ -59,15 +59,9 @@ pub fn read_frames(reader: impl BufRead) -> Result<Vec<FrameLine>, FramesError> 
         if line.trim().is_empty() {
             continue;
         }
-        let frame: FrameLine = serde_json::from_str(&line).map_err(|e| FramesError::Parse {
-            line: index + 1,
-            message: e.to_string(),
-        })?;
-        if frame
-            .objects
-            .iter()
-            .all(|o| o.class_id.is_some() || o.label.is_some())
-        {
+        let frame: FrameLine =
+            serde_json::from_str(&line).map_err(|e| FramesError::Parse { line: index + 1, message: e.to_string() })?;
+        if frame.objects.iter().all(|o| o.class_id.is_some() || o.label.is_some()) {
             frames.push(frame);
         } else {
             return Err(FramesError::Parse {
@@ -84,9 +78,7 @@ pub fn read_frames(reader: impl BufRead) -> Result<Vec<FrameLine>, FramesError> 
 pub fn learn_labels(frames: &[FrameLine], table: &mut LabelTable) {
     for object in frames.iter().flat_map(|f| &f.objects) {
         match (object.class_id, &object.label) {
-            (Some(id), Some(label)) if table.label(id) != Some(label.as_str()) => {
-                table.set(id, label)
-            }
+            (Some(id), Some(label)) if table.label(id) != Some(label.as_str()) => table.set(id, label),
             (None, Some(label)) => {
                 table.intern(label);
             }
@@ -98,17 +90,14 @@ pub fn learn_labels(frames: &[FrameLine], table: &mut LabelTable) {
 impl FrameLine {
     /// Encodes this line as a compact frame, resolving labels in `table`.
     pub fn to_compact(&self, table: &LabelTable) -> CompactFrame {
-        let mut frame =
-            CompactFrame::with_capacity(Arc::from(self.source.as_str()), self.objects.len());
+        let mut frame = CompactFrame::with_capacity(Arc::from(self.source.as_str()), self.objects.len());
         frame.frame_number = self.frame;
         frame.pts_ns = self.pts_ns;
         frame.width = self.width;
         frame.height = self.height;
         for object in &self.objects {
-            let class_id = object
-                .class_id
-                .or_else(|| object.label.as_deref().and_then(|l| table.id_of(l)))
-                .unwrap_or(u32::MAX);
+            let class_id =
+                object.class_id.or_else(|| object.label.as_deref().and_then(|l| table.id_of(l))).unwrap_or(u32::MAX);
             frame.push(&Object {
                 left: object.left,
                 top: object.top,

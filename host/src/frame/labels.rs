@@ -101,9 +101,7 @@ impl Default for LabelTable {
 
 impl LabelTable {
     pub fn coco() -> Self {
-        LabelTable {
-            labels: COCO_LABELS.iter().map(|s| s.to_string()).collect(),
-        }
+        LabelTable { labels: COCO_LABELS.iter().map(|s| s.to_string()).collect() }
     }
 
     pub fn from_labels(labels: Vec<String>) -> Self {
@@ -111,18 +109,12 @@ impl LabelTable {
     }
 
     pub fn label(&self, class_id: u32) -> Option<&str> {
-        self.labels
-            .get(class_id as usize)
-            .map(String::as_str)
-            .filter(|l| !l.is_empty())
+        self.labels.get(class_id as usize).map(String::as_str).filter(|l| !l.is_empty())
     }
 
     /// Id of `label`, if known.
     pub fn id_of(&self, label: &str) -> Option<u32> {
-        self.labels
-            .iter()
-            .position(|l| l == label)
-            .map(|i| i as u32)
+        self.labels.iter().position(|l| l == label).map(|i| i as u32)
     }
 
     /// Id of `label`, appending it to the table when new.
@@ -151,9 +143,7 @@ impl LabelTable {
 
     /// Label for display: the known label or `class_<id>`.
     pub fn display(&self, class_id: u32) -> String {
-        self.label(class_id)
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("class_{class_id}"))
+        self.label(class_id).map(str::to_string).unwrap_or_else(|| format!("class_{class_id}"))
     }
 }
 

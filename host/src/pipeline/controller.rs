@@ -26,18 +26,11 @@ enum RunEnd {
 }
 
 /// Runs the source until it ends, fails for good, or `stop` is set.
-pub fn run_source(
-    spec: SourceSpec,
-    stage: StageContext,
-    recovery: RecoveryConfig,
-    stop: Arc<AtomicBool>,
-) {
+pub fn run_source(spec: SourceSpec, stage: StageContext, recovery: RecoveryConfig, stop: Arc<AtomicBool>) {
     let metrics = stage.metrics.clone();
     let source = spec.id.clone();
     let uri = spec.uri.redacted();
-    let max_attempts = recovery
-        .max_attempts
-        .unwrap_or(if spec.is_live() { u32::MAX } else { 3 });
+    let max_attempts = recovery.max_attempts.unwrap_or(if spec.is_live() { u32::MAX } else { 3 });
     let mut failures: u32 = 0;
     let mut jitter = Jitter::new(&source);
     tracing::info!(source = %source, uri = %uri, "starting source");
@@ -91,10 +84,7 @@ pub fn run_source(
 
 fn backoff(recovery: &RecoveryConfig, failures: u32) -> Duration {
     let exponent = failures.saturating_sub(1).min(20);
-    let ms = recovery
-        .initial_backoff_ms
-        .saturating_mul(1 << exponent)
-        .min(recovery.max_backoff_ms);
+    let ms = recovery.initial_backoff_ms.saturating_mul(1 << exponent).min(recovery.max_backoff_ms);
     Duration::from_millis(ms)
 }
 
@@ -105,9 +95,7 @@ fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) -> bool {
         if stop.load(Ordering::Relaxed) {
             return true;
         }
-        std::thread::sleep(
-            Duration::from_millis(20).min(deadline.saturating_duration_since(Instant::now())),
-        );
+        std::thread::sleep(Duration::from_millis(20).min(deadline.saturating_duration_since(Instant::now())));
     }
     stop.load(Ordering::Relaxed)
 }
@@ -140,10 +128,7 @@ fn play(
         }
         let quiet_since = last_frame.filter(|at| *at >= started).unwrap_or(started);
         if quiet_since.elapsed() > watchdog {
-            return RunEnd::Restart(format!(
-                "no frames for {:.1} s (watchdog)",
-                watchdog.as_secs_f64()
-            ));
+            return RunEnd::Restart(format!("no frames for {:.1} s (watchdog)", watchdog.as_secs_f64()));
         }
         let Some(message) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
             continue;
@@ -153,23 +138,16 @@ fn play(
                 return RunEnd::Restart(format!(
                     "{} (from {})",
                     error.error(),
-                    error
-                        .src()
-                        .map(|s| s.name().to_string())
-                        .unwrap_or_default()
+                    error.src().map(|s| s.name().to_string()).unwrap_or_default()
                 ));
             }
             gst::MessageView::Eos(_) => {
                 if spec.is_live() {
-                    return RunEnd::Restart(
-                        "end of stream from a live source (disconnected)".to_string(),
-                    );
+                    return RunEnd::Restart("end of stream from a live source (disconnected)".to_string());
                 }
                 if spec.loop_file {
-                    let rewound = pipeline.seek_simple(
-                        gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
-                        gst::ClockTime::ZERO,
-                    );
+                    let rewound =
+                        pipeline.seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT, gst::ClockTime::ZERO);
                     if rewound.is_err() {
                         return RunEnd::Restart("cannot rewind the file to loop it".to_string());
                     }
@@ -186,10 +164,7 @@ fn play(
 }
 
 fn first_error(bus: &gst::Bus) -> Option<String> {
-    let message = bus.timed_pop_filtered(
-        gst::ClockTime::from_mseconds(200),
-        &[gst::MessageType::Error],
-    )?;
+    let message = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(200), &[gst::MessageType::Error])?;
     match message.view() {
         gst::MessageView::Error(error) => Some(error.error().to_string()),
         _ => None,
@@ -206,11 +181,7 @@ impl Jitter {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1);
-        Jitter(
-            seed.bytes()
-                .fold(nanos, |acc, b| acc.rotate_left(5) ^ u64::from(b))
-                | 1,
-        )
+        Jitter(seed.bytes().fold(nanos, |acc, b| acc.rotate_left(5) ^ u64::from(b)) | 1)
     }
 
     fn apply(&mut self, delay: Duration) -> Duration {
@@ -240,10 +211,7 @@ mod tests {
         let mut jitter = Jitter::new("cam");
         for _ in 0..1000 {
             let d = jitter.apply(Duration::from_millis(1000));
-            assert!(
-                d >= Duration::from_millis(800) && d <= Duration::from_millis(1200),
-                "{d:?}"
-            );
+            assert!(d >= Duration::from_millis(800) && d <= Duration::from_millis(1200), "{d:?}");
         }
     }
 }

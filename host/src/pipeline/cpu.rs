@@ -34,10 +34,7 @@ const LUMA_FORMATS: &str = "{ I420, NV12, YV12, NV21, Y42B, Y444, GRAY8 }";
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("GStreamer element `{element}` is missing; install {package}")]
-    MissingElement {
-        element: &'static str,
-        package: &'static str,
-    },
+    MissingElement { element: &'static str, package: &'static str },
     #[error("cannot assemble the pipeline: {0}")]
     Link(String),
 }
@@ -57,9 +54,7 @@ pub struct StageContext {
 }
 
 fn make(element: &'static str, package: &'static str) -> Result<gst::Element, BuildError> {
-    gst::ElementFactory::make(element)
-        .build()
-        .map_err(|_| BuildError::MissingElement { element, package })
+    gst::ElementFactory::make(element).build().map_err(|_| BuildError::MissingElement { element, package })
 }
 
 const BASE: &str = "gstreamer1.0-plugins-base";
@@ -70,21 +65,13 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
     let pipeline = gst::Pipeline::with_name(&format!("source-{}", spec.id));
     let convert = make("videoconvert", BASE)?;
     let filter = make("capsfilter", BASE)?;
-    let caps: gst::Caps = format!("video/x-raw,format={LUMA_FORMATS}")
-        .parse()
-        .map_err(|e| BuildError::Link(format!("caps: {e}")))?;
+    let caps: gst::Caps =
+        format!("video/x-raw,format={LUMA_FORMATS}").parse().map_err(|e| BuildError::Link(format!("caps: {e}")))?;
     filter.set_property("caps", &caps);
-    let sink = gst_app::AppSink::builder()
-        .sync(spec.realtime)
-        .max_buffers(2)
-        .enable_last_sample(false)
-        .build();
+    let sink = gst_app::AppSink::builder().sync(spec.realtime).max_buffers(2).enable_last_sample(false).build();
     let sink_element: gst::Element = sink.clone().upcast();
-    pipeline
-        .add_many([&convert, &filter, &sink_element])
-        .map_err(|e| BuildError::Link(e.to_string()))?;
-    gst::Element::link_many([&convert, &filter, &sink_element])
-        .map_err(|e| BuildError::Link(e.to_string()))?;
+    pipeline.add_many([&convert, &filter, &sink_element]).map_err(|e| BuildError::Link(e.to_string()))?;
+    gst::Element::link_many([&convert, &filter, &sink_element]).map_err(|e| BuildError::Link(e.to_string()))?;
 
     let uses_roi_truth = matches!(spec.uri, SourceUri::Scene { .. });
     match &spec.uri {
@@ -95,11 +82,8 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
             let src = make("v4l2src", GOOD)?;
             src.set_property("device", device.to_string_lossy().as_ref());
             let decode = make("decodebin", BASE)?;
-            pipeline
-                .add_many([&src, &decode])
-                .map_err(|e| BuildError::Link(e.to_string()))?;
-            src.link(&decode)
-                .map_err(|e| BuildError::Link(e.to_string()))?;
+            pipeline.add_many([&src, &decode]).map_err(|e| BuildError::Link(e.to_string()))?;
+            src.link(&decode).map_err(|e| BuildError::Link(e.to_string()))?;
             link_video_pads(&pipeline, &decode, &convert);
         }
         SourceUri::Test { pattern, format } => {
@@ -117,22 +101,13 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
             .parse()
             .map_err(|e| BuildError::Link(format!("caps: {e}")))?;
             caps_filter.set_property("caps", &caps);
-            pipeline
-                .add_many([&src, &caps_filter])
-                .map_err(|e| BuildError::Link(e.to_string()))?;
-            gst::Element::link_many([&src, &caps_filter, &convert])
-                .map_err(|e| BuildError::Link(e.to_string()))?;
+            pipeline.add_many([&src, &caps_filter]).map_err(|e| BuildError::Link(e.to_string()))?;
+            gst::Element::link_many([&src, &caps_filter, &convert]).map_err(|e| BuildError::Link(e.to_string()))?;
         }
         SourceUri::Scene { seed, format } => {
-            let src = scene_source(
-                Scene::new(*seed, *format),
-                stage.frame_counter.load(Ordering::Relaxed),
-            )?;
-            pipeline
-                .add(&src)
-                .map_err(|e| BuildError::Link(e.to_string()))?;
-            src.link(&convert)
-                .map_err(|e| BuildError::Link(e.to_string()))?;
+            let src = scene_source(Scene::new(*seed, *format), stage.frame_counter.load(Ordering::Relaxed))?;
+            pipeline.add(&src).map_err(|e| BuildError::Link(e.to_string()))?;
+            src.link(&convert).map_err(|e| BuildError::Link(e.to_string()))?;
         }
     }
 
@@ -150,6 +125,8 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
     // the oldest queued frame is dropped instead. Unpaced ones (files read
     // as fast as possible) wait for room, so no frame goes unanalysed.
     let paced = spec.realtime;
+    // Caps change rarely; parsing them per frame would allocate per frame.
+    let mut format: Option<(gst::Caps, gst_video::VideoInfo)> = None;
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -157,7 +134,14 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
                 let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                let Ok(info) = gst_video::VideoInfo::from_caps(caps) else {
+                let known = format.as_ref().is_some_and(|(cached, _)| cached.as_ptr() == caps.as_ptr());
+                if !known {
+                    let Ok(info) = gst_video::VideoInfo::from_caps(caps) else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    format = Some((caps.to_owned(), info));
+                }
+                let Some((_, info)) = format.as_ref() else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
                 metrics.mark_frame();
@@ -171,7 +155,7 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
                     objects: queue.take_buffer(),
                     captured_at: std::time::Instant::now(),
                 };
-                let count = object_stage.run(buffer, &info, &mut frame);
+                let count = object_stage.run(buffer, info, &mut frame);
                 frame.captured_at = std::time::Instant::now();
                 metrics.objects.fetch_add(count as u64, Ordering::Relaxed);
                 if paced {
@@ -188,11 +172,7 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
     Ok(pipeline)
 }
 
-fn add_uridecodebin(
-    pipeline: &gst::Pipeline,
-    spec: &SourceSpec,
-    convert: &gst::Element,
-) -> Result<(), BuildError> {
+fn add_uridecodebin(pipeline: &gst::Pipeline, spec: &SourceSpec, convert: &gst::Element) -> Result<(), BuildError> {
     let decode = make("uridecodebin", BASE)?;
     let (uri, user, password) = match &spec.uri {
         SourceUri::File { path } => {
@@ -202,16 +182,9 @@ fn add_uridecodebin(
                 .to_string();
             (uri, None, None)
         }
-        SourceUri::Rtsp {
-            url,
-            user,
-            password,
+        SourceUri::Rtsp { url, user, password } | SourceUri::Http { url, user, password } => {
+            (url.to_string(), user.clone(), password.clone())
         }
-        | SourceUri::Http {
-            url,
-            user,
-            password,
-        } => (url.to_string(), user.clone(), password.clone()),
         _ => return Err(BuildError::Link("not a URI source".to_string())),
     };
     decode.set_property("uri", &uri);
@@ -243,9 +216,7 @@ fn add_uridecodebin(
         }
         None
     });
-    pipeline
-        .add(&decode)
-        .map_err(|e| BuildError::Link(e.to_string()))?;
+    pipeline.add(&decode).map_err(|e| BuildError::Link(e.to_string()))?;
     link_video_pads(pipeline, &decode, convert);
     Ok(())
 }
@@ -273,10 +244,7 @@ fn link_video_pads(pipeline: &gst::Pipeline, decode: &gst::Element, convert: &gs
             }
             return;
         }
-        if let Ok(fake) = gst::ElementFactory::make("fakesink")
-            .property("sync", false)
-            .property("async", false)
-            .build()
+        if let Ok(fake) = gst::ElementFactory::make("fakesink").property("sync", false).property("async", false).build()
         {
             if pipeline.add(&fake).is_ok() {
                 let _ = fake.sync_state_with_parent();
@@ -291,19 +259,12 @@ fn link_video_pads(pipeline: &gst::Pipeline, decode: &gst::Element, convert: &gs
 /// An appsrc that renders the synthetic scene, starting at frame `first`.
 fn scene_source(scene: Scene, first: u64) -> Result<gst::Element, BuildError> {
     let format = scene.format();
-    let info =
-        gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, format.width, format.height)
-            .fps(gst::Fraction::new(format.fps as i32, 1))
-            .build()
-            .map_err(|e| BuildError::Link(format!("scene format: {e}")))?;
-    let caps = info
-        .to_caps()
-        .map_err(|e| BuildError::Link(format!("scene caps: {e}")))?;
-    let src = gst_app::AppSrc::builder()
-        .caps(&caps)
-        .format(gst::Format::Time)
-        .is_live(format.realtime)
-        .build();
+    let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, format.width, format.height)
+        .fps(gst::Fraction::new(format.fps as i32, 1))
+        .build()
+        .map_err(|e| BuildError::Link(format!("scene format: {e}")))?;
+    let caps = info.to_caps().map_err(|e| BuildError::Link(format!("scene caps: {e}")))?;
+    let src = gst_app::AppSrc::builder().caps(&caps).format(gst::Format::Time).is_live(format.realtime).build();
     let frame_ns = 1_000_000_000 / u64::from(format.fps);
     let mut next = first;
     let end = format.frames;
@@ -321,13 +282,7 @@ fn scene_source(scene: Scene, first: u64) -> Result<gst::Element, BuildError> {
                     buffer.set_pts(gst::ClockTime::from_nseconds(next * frame_ns));
                     buffer.set_duration(gst::ClockTime::from_nseconds(frame_ns));
                     for (object, rect) in objects {
-                        roi::attach_roi(
-                            buffer,
-                            object.label,
-                            rect,
-                            f64::from(object.confidence),
-                            object.id,
-                        );
+                        roi::attach_roi(buffer, object.label, rect, f64::from(object.confidence), object.id);
                     }
                 }
                 next += 1;
@@ -358,10 +313,7 @@ impl ObjectStage {
             kind,
             seen_roi: false,
             motion: MotionDetector::new(stage.motion.clone(), motion_class),
-            tracker: stage
-                .tracker
-                .enabled
-                .then(|| IouTracker::new(stage.tracker.clone())),
+            tracker: stage.tracker.enabled.then(|| IouTracker::new(stage.tracker.clone())),
             labels,
             source_id: stage.source_id.clone(),
             found: Vec::new(),
@@ -369,12 +321,7 @@ impl ObjectStage {
     }
 
     /// Finds the frame's objects and encodes them into `frame`.
-    fn run(
-        &mut self,
-        buffer: &gst::BufferRef,
-        info: &gst_video::VideoInfo,
-        frame: &mut CompactFrame,
-    ) -> usize {
+    fn run(&mut self, buffer: &gst::BufferRef, info: &gst_video::VideoInfo, frame: &mut CompactFrame) -> usize {
         self.found.clear();
         let read_roi = matches!(self.kind, DetectorKind::Roi | DetectorKind::Auto);
         if read_roi {

@@ -35,10 +35,7 @@ impl SourceState {
 
     /// Whether the source will produce no more frames.
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            SourceState::Ended | SourceState::Failed | SourceState::Stopped
-        )
+        matches!(self, SourceState::Ended | SourceState::Failed | SourceState::Stopped)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +65,8 @@ pub struct SourceMetrics {
     pub latency: Histogram,
     /// Nanoseconds since `epoch` of the last decoded frame.
     last_frame_ns: AtomicU64,
+    /// Exponentially weighted frame rate, as f64 bits.
+    fps_bits: AtomicU64,
     state: AtomicU8,
     epoch: Instant,
     /// Why the source last restarted or failed.
@@ -86,6 +85,7 @@ impl Default for SourceMetrics {
             strategy_ns: AtomicU64::new(0),
             latency: Histogram::default(),
             last_frame_ns: AtomicU64::new(0),
+            fps_bits: AtomicU64::new(0),
             state: AtomicU8::new(SourceState::Starting as u8),
             epoch: Instant::now(),
             last_error: Mutex::new(None),
@@ -105,10 +105,24 @@ impl SourceMetrics {
     /// Called by the streaming thread for every frame.
     pub fn mark_frame(&self) {
         self.frames_decoded.fetch_add(1, Ordering::Relaxed);
-        self.last_frame_ns.store(
-            self.epoch.elapsed().as_nanos() as u64 + 1,
-            Ordering::Relaxed,
-        );
+        let now = self.epoch.elapsed().as_nanos() as u64 + 1;
+        let previous = self.last_frame_ns.swap(now, Ordering::Relaxed);
+        if previous != 0 && now > previous {
+            let instant = 1e9 / (now - previous) as f64;
+            let old = f64::from_bits(self.fps_bits.load(Ordering::Relaxed));
+            let smoothed = if old == 0.0 { instant } else { old * 0.95 + instant * 0.05 };
+            self.fps_bits.store(smoothed.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// Recent frame rate; 0 when no frame came for two seconds.
+    pub fn fps(&self) -> f64 {
+        match self.last_frame() {
+            Some(at) if at.elapsed() < std::time::Duration::from_secs(2) => {
+                f64::from_bits(self.fps_bits.load(Ordering::Relaxed))
+            }
+            _ => 0.0,
+        }
     }
 
     /// When the last frame arrived, if any did.
@@ -132,9 +146,7 @@ impl SourceMetrics {
             state: self.state(),
             frames_decoded: self.frames_decoded.load(Ordering::Relaxed),
             frames_to_strategies: self.frames_to_strategies.load(Ordering::Relaxed),
-            frames_dropped: DroppedFrames {
-                strategy_backlog: self.dropped_backlog.load(Ordering::Relaxed),
-            },
+            frames_dropped: DroppedFrames { strategy_backlog: self.dropped_backlog.load(Ordering::Relaxed) },
             restarts: self.restarts.load(Ordering::Relaxed),
             objects: self.objects.load(Ordering::Relaxed),
             detections: self.detections.load(Ordering::Relaxed),

@@ -19,8 +19,8 @@ use crate::config::{PipelineConfig, RecoveryConfig};
 use crate::frame::LabelTable;
 use crate::strategy::worker::{FrameTap, InstallOutcome, StrategySlot, Worker, WorkerCommand};
 use crate::strategy::{
-    CallError, InstanceSettings, RecoveryPolicy, SandboxLimits, StrategyComponent, StrategyEngine,
-    StrategyMetrics, SupervisedInstance,
+    CallError, InstanceSettings, RecoveryPolicy, SandboxLimits, StrategyComponent, StrategyEngine, StrategyMetrics,
+    SupervisedInstance,
 };
 
 /// A loaded strategy and where it runs.
@@ -47,11 +47,7 @@ pub enum RuntimeError {
     #[error("no source has the id `{0}`")]
     UnknownSource(String),
     #[error("strategy `{strategy}` could not start for source `{source_id}`: {error}")]
-    Strategy {
-        strategy: String,
-        source_id: String,
-        error: CallError,
-    },
+    Strategy { strategy: String, source_id: String, error: CallError },
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
     #[error("GStreamer could not be initialised: {0}")]
@@ -100,6 +96,7 @@ impl Runtime {
         alerts: Sender<Alert>,
     ) -> Result<Self, RuntimeError> {
         gstreamer::init().map_err(|e| RuntimeError::Gstreamer(e.to_string()))?;
+        bridge_gstreamer_log();
         let run_id = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -119,10 +116,7 @@ impl Runtime {
 
     /// Every analysed frame of every source also goes to a tap made by
     /// `factory` for that source (used by `dshost record`).
-    pub fn with_frame_tap(
-        mut self,
-        factory: impl Fn(&str) -> FrameTap + Send + Sync + 'static,
-    ) -> Self {
+    pub fn with_frame_tap(mut self, factory: impl Fn(&str) -> FrameTap + Send + Sync + 'static) -> Self {
         self.tap_factory = Some(Box::new(factory));
         self
     }
@@ -130,9 +124,7 @@ impl Runtime {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SourceHandle>> {
         // A panic while holding this lock cannot leave the map half-updated
         // (single inserts and removes), so poisoning is safe to ignore.
-        self.sources
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.sources.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Starts a source (and its strategy instances) without touching others.
@@ -144,19 +136,12 @@ impl Runtime {
         // Holding the install lock: a strategy reload cannot slip between
         // reading the plans and registering this source.
         let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
-        let plans: Vec<StrategyPlan> = self
-            .plans()
-            .into_iter()
-            .filter(|p| p.applies_to(&id))
-            .collect();
+        let plans: Vec<StrategyPlan> = self.plans().into_iter().filter(|p| p.applies_to(&id)).collect();
         let mut slots = Vec::new();
         let mut strategy_metrics = Vec::new();
         for plan in &plans {
             let (instance, metrics) = self.instantiate(plan, &spec.id)?;
-            slots.push(StrategySlot {
-                name: plan.name.clone(),
-                instance,
-            });
+            slots.push(StrategySlot { name: plan.name.clone(), instance });
             strategy_metrics.push((plan.name.clone(), metrics));
         }
         let (commands, command_receiver) = std::sync::mpsc::channel();
@@ -189,8 +174,7 @@ impl Runtime {
             stop: stop.clone(),
         };
         let controller = {
-            let (spec, recovery, stop) =
-                (spec.clone(), self.settings.recovery.clone(), stop.clone());
+            let (spec, recovery, stop) = (spec.clone(), self.settings.recovery.clone(), stop.clone());
             std::thread::Builder::new()
                 .name(format!("source-{id}"))
                 .spawn(move || run_source(spec, stage, recovery, stop))
@@ -221,10 +205,7 @@ impl Runtime {
 
     /// The strategies as currently installed.
     pub fn plans(&self) -> Vec<StrategyPlan> {
-        self.strategies
-            .read()
-            .map(|plans| plans.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.strategies.read().map(|plans| plans.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
     fn policy(&self) -> RecoveryPolicy {
@@ -268,10 +249,7 @@ impl Runtime {
     /// source switches: a `configure` error changes nothing. Stateful
     /// strategies carry their state over; a source whose new instance
     /// refuses the state keeps the old version (reported per source).
-    pub fn install_strategy(
-        &self,
-        plan: StrategyPlan,
-    ) -> Result<Vec<InstallOutcome>, RuntimeError> {
+    pub fn install_strategy(&self, plan: StrategyPlan) -> Result<Vec<InstallOutcome>, RuntimeError> {
         let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
         let targets: Vec<(Arc<str>, Sender<WorkerCommand>, Arc<FrameQueue>)> = self
             .lock()
@@ -297,9 +275,7 @@ impl Runtime {
                 queue.wake();
                 sent += 1;
                 if let Some(handle) = self.lock().get_mut(&*source) {
-                    handle
-                        .strategy_metrics
-                        .retain(|(name, _)| name != &plan.name);
+                    handle.strategy_metrics.retain(|(name, _)| name != &plan.name);
                     handle.strategy_metrics.push((plan.name.clone(), metrics));
                 }
             }
@@ -313,16 +289,10 @@ impl Runtime {
         }
         // Sources the strategy no longer applies to stop running it.
         for handle in self.lock().values_mut() {
-            if !plan.applies_to(&handle.spec.id)
-                && handle.strategy_metrics.iter().any(|(n, _)| n == &plan.name)
-            {
-                let _ = handle.commands.send(WorkerCommand::Remove {
-                    name: plan.name.clone(),
-                });
+            if !plan.applies_to(&handle.spec.id) && handle.strategy_metrics.iter().any(|(n, _)| n == &plan.name) {
+                let _ = handle.commands.send(WorkerCommand::Remove { name: plan.name.clone() });
                 handle.queue.wake();
-                handle
-                    .strategy_metrics
-                    .retain(|(name, _)| name != &plan.name);
+                handle.strategy_metrics.retain(|(name, _)| name != &plan.name);
             }
         }
         if let Ok(mut plans) = self.strategies.write() {
@@ -338,9 +308,7 @@ impl Runtime {
     pub fn remove_strategy(&self, name: &str) {
         let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
         for handle in self.lock().values_mut() {
-            let _ = handle.commands.send(WorkerCommand::Remove {
-                name: name.to_string(),
-            });
+            let _ = handle.commands.send(WorkerCommand::Remove { name: name.to_string() });
             handle.queue.wake();
             handle.strategy_metrics.retain(|(n, _)| n != name);
         }
@@ -351,11 +319,13 @@ impl Runtime {
 
     /// Stops and removes a source; frames it already queued are processed.
     pub fn remove_source(&self, id: &str) -> Result<SourceSummary, RuntimeError> {
-        let handle = self
-            .lock()
-            .remove(id)
-            .ok_or_else(|| RuntimeError::UnknownSource(id.to_string()))?;
+        let handle = self.lock().remove(id).ok_or_else(|| RuntimeError::UnknownSource(id.to_string()))?;
         Ok(finish(handle))
+    }
+
+    /// Every source's counters.
+    pub fn source_metrics(&self) -> Vec<(String, Arc<SourceMetrics>)> {
+        self.lock().iter().map(|(id, h)| (id.clone(), h.metrics.clone())).collect()
     }
 
     /// Ids of the running sources.
@@ -369,10 +339,7 @@ impl Runtime {
     }
 
     pub fn summaries(&self) -> Vec<SourceSummary> {
-        self.lock()
-            .values()
-            .map(|h| h.metrics.snapshot(&h.spec.id, &h.spec.uri.redacted()))
-            .collect()
+        self.lock().values().map(|h| h.metrics.snapshot(&h.spec.id, &h.spec.uri.redacted())).collect()
     }
 
     /// Per (source, strategy) metrics.
@@ -380,9 +347,7 @@ impl Runtime {
         self.lock()
             .iter()
             .flat_map(|(source, h)| {
-                h.strategy_metrics
-                    .iter()
-                    .map(move |(name, m)| (source.clone(), name.clone(), m.clone()))
+                h.strategy_metrics.iter().map(move |(name, m)| (source.clone(), name.clone(), m.clone()))
             })
             .collect()
     }
@@ -392,25 +357,49 @@ impl Runtime {
     pub fn shutdown(&self) -> Vec<SourceSummary> {
         let handles: Vec<SourceHandle> = std::mem::take(&mut *self.lock()).into_values().collect();
         for handle in &handles {
-            handle
-                .stop
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            handle.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         handles.into_iter().map(finish).collect()
     }
 }
 
 fn finish(mut handle: SourceHandle) -> SourceSummary {
-    handle
-        .stop
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    handle.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(controller) = handle.controller.take() {
         let _ = controller.join();
     }
     if let Some(worker) = handle.worker.take() {
         let _ = worker.join();
     }
-    handle
-        .metrics
-        .snapshot(&handle.spec.id, &handle.spec.uri.redacted())
+    handle.metrics.snapshot(&handle.spec.id, &handle.spec.uri.redacted())
+}
+
+/// Sends GStreamer's own debug log (its threshold set by `GST_DEBUG`, errors
+/// only by default) to `tracing`, target `gstreamer`, instead of stderr.
+fn bridge_gstreamer_log() {
+    use gstreamer::DebugLevel;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        gstreamer::log::remove_default_log_function();
+        gstreamer::log::add_log_function(|category, level, file, function, line, object, message| {
+            let Some(text) = message.get() else { return };
+            let object = object.map(|o| o.to_string()).unwrap_or_default();
+            let (category, file, function) = (category.name(), file.as_str(), function.as_str());
+            match level {
+                DebugLevel::Error => {
+                    tracing::error!(target: "gstreamer", category, object, file, function, line, "{text}")
+                }
+                DebugLevel::Warning => {
+                    tracing::warn!(target: "gstreamer", category, object, file, function, line, "{text}")
+                }
+                DebugLevel::Fixme | DebugLevel::Info => {
+                    tracing::info!(target: "gstreamer", category, object, file, function, line, "{text}")
+                }
+                DebugLevel::Debug => {
+                    tracing::debug!(target: "gstreamer", category, object, file, function, line, "{text}")
+                }
+                _ => tracing::trace!(target: "gstreamer", category, object, file, function, line, "{text}"),
+            }
+        });
+    });
 }

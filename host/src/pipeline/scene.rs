@@ -10,11 +10,8 @@ use super::uri::SyntheticFormat;
 
 /// Classes the scene renders, with their size relative to a 720-line frame
 /// and their brightness.
-const CLASSES: [(&str, f32, f32, u8); 3] = [
-    ("person", 40.0, 110.0, 235),
-    ("bicycle", 80.0, 70.0, 180),
-    ("car", 190.0, 100.0, 120),
-];
+const CLASSES: [(&str, f32, f32, u8); 3] =
+    [("person", 40.0, 110.0, 235), ("bicycle", 80.0, 70.0, 180), ("car", 190.0, 100.0, 120)];
 
 /// One object's life in the scene.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,19 +83,11 @@ impl Scene {
         while frame < horizon {
             let (label, cw, ch, brightness) = CLASSES[(rng.next() % 3) as usize];
             let lane = 0.45 + 0.5 * rng.unit();
-            let speed = (2.0 + 4.0 * rng.unit())
-                * scale
-                * if rng.next().is_multiple_of(2) {
-                    1.0
-                } else {
-                    -1.0
-                };
-            let stop = rng.next().is_multiple_of(4).then(|| {
-                (
-                    w * (0.3 + 0.4 * rng.unit()),
-                    u64::from(format.fps) * (1 + rng.next() % 3),
-                )
-            });
+            let speed = (2.0 + 4.0 * rng.unit()) * scale * if rng.next().is_multiple_of(2) { 1.0 } else { -1.0 };
+            let stop = rng
+                .next()
+                .is_multiple_of(4)
+                .then(|| (w * (0.3 + 0.4 * rng.unit()), u64::from(format.fps) * (1 + rng.next() % 3)));
             actors.push(Actor {
                 id,
                 label,
@@ -112,16 +101,10 @@ impl Scene {
                 base_confidence: 0.55 + 0.4 * rng.unit(),
             });
             id += 1;
-            frame +=
-                u64::from(format.fps) * (1 + rng.next() % 2) + rng.next() % u64::from(format.fps);
+            frame += u64::from(format.fps) * (1 + rng.next() % 2) + rng.next() % u64::from(format.fps);
         }
         let background = gradient(format.width as usize, format.height as usize);
-        Scene {
-            format,
-            actors,
-            seed,
-            background,
-        }
+        Scene { format, actors, seed, background }
     }
 
     pub fn format(&self) -> SyntheticFormat {
@@ -187,10 +170,7 @@ impl Scene {
             for row in y0..y1 {
                 out[row * w + x0..row * w + x1].fill(object.brightness);
             }
-            visible.push((
-                object,
-                (x0 as u32, y0 as u32, (x1 - x0) as u32, (y1 - y0) as u32),
-            ));
+            visible.push((object, (x0 as u32, y0 as u32, (x1 - x0) as u32, (y1 - y0) as u32)));
         }
         visible
     }
@@ -210,13 +190,7 @@ mod tests {
     use super::*;
 
     fn format() -> SyntheticFormat {
-        SyntheticFormat {
-            width: 1280,
-            height: 720,
-            fps: 30,
-            realtime: false,
-            frames: None,
-        }
+        SyntheticFormat { width: 1280, height: 720, fps: 30, realtime: false, frames: None }
     }
 
     #[test]
@@ -244,15 +218,9 @@ mod tests {
         assert_eq!(labels.len(), 3, "{labels:?}");
         assert!(seen_frames.len() > 20);
         // Objects leave: most first-seen objects are gone again later.
-        let gone = seen_frames
-            .values()
-            .filter(|(_, last)| *last < 2999)
-            .count();
+        let gone = seen_frames.values().filter(|(_, last)| *last < 2999).count();
         assert!(gone > seen_frames.len() / 2);
-        assert!(
-            scene.actors.iter().any(|a| a.stop.is_some()),
-            "some objects stop"
-        );
+        assert!(scene.actors.iter().any(|a| a.stop.is_some()), "some objects stop");
     }
 
     #[test]

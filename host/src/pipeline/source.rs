@@ -19,10 +19,7 @@ pub struct SourceSpec {
 }
 
 impl SourceSpec {
-    pub fn from_config(
-        config: &SourceConfig,
-        default_detector: DetectorKind,
-    ) -> Result<Self, UriError> {
+    pub fn from_config(config: &SourceConfig, default_detector: DetectorKind) -> Result<Self, UriError> {
         let uri = SourceUri::parse(&config.uri)?;
         let realtime = match &uri {
             SourceUri::Test { format, .. } | SourceUri::Scene { format, .. } => format.realtime,

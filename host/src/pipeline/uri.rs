@@ -56,30 +56,12 @@ pub struct SyntheticFormat {
 /// A parsed source URI.
 #[derive(Clone, PartialEq)]
 pub enum SourceUri {
-    File {
-        path: PathBuf,
-    },
-    Rtsp {
-        url: Url,
-        user: Option<String>,
-        password: Option<String>,
-    },
-    Http {
-        url: Url,
-        user: Option<String>,
-        password: Option<String>,
-    },
-    V4l2 {
-        device: PathBuf,
-    },
-    Test {
-        pattern: String,
-        format: SyntheticFormat,
-    },
-    Scene {
-        seed: u64,
-        format: SyntheticFormat,
-    },
+    File { path: PathBuf },
+    Rtsp { url: Url, user: Option<String>, password: Option<String> },
+    Http { url: Url, user: Option<String>, password: Option<String> },
+    V4l2 { device: PathBuf },
+    Test { pattern: String, format: SyntheticFormat },
+    Scene { seed: u64, format: SyntheticFormat },
 }
 
 /// Why a URI was refused.
@@ -104,8 +86,7 @@ impl SourceUri {
         if !text.contains("://") {
             return Self::file(PathBuf::from(text), text);
         }
-        let url =
-            Url::parse(text).map_err(|e| UriError::Invalid(redact_text(text), e.to_string()))?;
+        let url = Url::parse(text).map_err(|e| UriError::Invalid(redact_text(text), e.to_string()))?;
         let credentials = |url: &Url| {
             let user = (!url.username().is_empty()).then(|| percent_decode(url.username()));
             let password = url.password().map(percent_decode);
@@ -116,26 +97,18 @@ impl SourceUri {
         };
         match url.scheme() {
             "file" => {
-                let path = url.to_file_path().map_err(|_| {
-                    UriError::Invalid(text.to_string(), "not a local file path".to_string())
-                })?;
+                let path = url
+                    .to_file_path()
+                    .map_err(|_| UriError::Invalid(text.to_string(), "not a local file path".to_string()))?;
                 Self::file(path, text)
             }
             "rtsp" | "rtsps" | "rtspt" => {
                 let (url, user, password) = credentials(&url);
-                Ok(SourceUri::Rtsp {
-                    url,
-                    user,
-                    password,
-                })
+                Ok(SourceUri::Rtsp { url, user, password })
             }
             "http" | "https" => {
                 let (url, user, password) = credentials(&url);
-                Ok(SourceUri::Http {
-                    url,
-                    user,
-                    password,
-                })
+                Ok(SourceUri::Http { url, user, password })
             }
             "v4l2" => {
                 let device = if url.path().is_empty() || url.path() == "/" {
@@ -146,11 +119,7 @@ impl SourceUri {
                 Ok(SourceUri::V4l2 { device })
             }
             "test" => {
-                let pattern = url
-                    .host_str()
-                    .filter(|h| !h.is_empty())
-                    .unwrap_or("smpte")
-                    .to_string();
+                let pattern = url.host_str().filter(|h| !h.is_empty()).unwrap_or("smpte").to_string();
                 if !TEST_PATTERNS.contains(&pattern.as_str()) {
                     return Err(UriError::Pattern(pattern));
                 }
@@ -186,9 +155,7 @@ impl SourceUri {
         match self {
             SourceUri::File { .. } | SourceUri::Http { .. } => false,
             SourceUri::Rtsp { .. } | SourceUri::V4l2 { .. } => true,
-            SourceUri::Test { format, .. } | SourceUri::Scene { format, .. } => {
-                format.frames.is_none()
-            }
+            SourceUri::Test { format, .. } | SourceUri::Scene { format, .. } => format.frames.is_none(),
         }
     }
 
@@ -196,16 +163,7 @@ impl SourceUri {
     pub fn redacted(&self) -> String {
         match self {
             SourceUri::File { path } => path.display().to_string(),
-            SourceUri::Rtsp {
-                url,
-                user,
-                password,
-            }
-            | SourceUri::Http {
-                url,
-                user,
-                password,
-            } => {
+            SourceUri::Rtsp { url, user, password } | SourceUri::Http { url, user, password } => {
                 let mut shown = url.clone();
                 if let Some(user) = user {
                     let _ = shown.set_username(user);
@@ -240,12 +198,7 @@ pub fn redact_text(text: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &text[scheme_end + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &text[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &text[at..]
-                ),
+                Some(colon) => format!("{}{}:***{}", &text[..scheme_end + 3], &userinfo[..colon], &text[at..]),
                 None => text.to_string(),
             }
         }
@@ -259,10 +212,7 @@ fn percent_decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(v) = text
-                .get(i + 1..i + 3)
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-            {
+            if let Some(v) = text.get(i + 1..i + 3).and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
                 out.push(v);
                 i += 3;
                 continue;
@@ -278,28 +228,13 @@ type Extra = Vec<(String, String)>;
 
 /// Reads `width`, `height`, `fps`, `realtime`, `frames` (and the `extra`
 /// names) from the query string; anything else is an error.
-fn synthetic_format(
-    url: &Url,
-    text: &str,
-    extra_names: &[&str],
-) -> Result<(SyntheticFormat, Extra), UriError> {
-    let mut format = SyntheticFormat {
-        width: 1280,
-        height: 720,
-        fps: 30,
-        realtime: true,
-        frames: None,
-    };
+fn synthetic_format(url: &Url, text: &str, extra_names: &[&str]) -> Result<(SyntheticFormat, Extra), UriError> {
+    let mut format = SyntheticFormat { width: 1280, height: 720, fps: 30, realtime: true, frames: None };
     let mut extra = Vec::new();
-    let error = |message: String| UriError::Parameter {
-        uri: text.to_string(),
-        message,
-    };
+    let error = |message: String| UriError::Parameter { uri: text.to_string(), message };
     for (key, value) in url.query_pairs() {
         let number = || -> Result<u64, UriError> {
-            value
-                .parse::<u64>()
-                .map_err(|_| error(format!("`{key}` must be a whole number, got `{value}`")))
+            value.parse::<u64>().map_err(|_| error(format!("`{key}` must be a whole number, got `{value}`")))
         };
         match key.as_ref() {
             "width" => format.width = number()?.clamp(16, 7680) as u32,
@@ -310,23 +245,14 @@ fn synthetic_format(
                 format.realtime = match value.as_ref() {
                     "1" | "true" | "yes" => true,
                     "0" | "false" | "no" => false,
-                    _ => {
-                        return Err(error(format!(
-                            "`realtime` must be true or false, got `{value}`"
-                        )))
-                    }
+                    _ => return Err(error(format!("`realtime` must be true or false, got `{value}`"))),
                 }
             }
-            name if extra_names.contains(&name) => {
-                extra.push((name.to_string(), value.to_string()))
-            }
+            name if extra_names.contains(&name) => extra.push((name.to_string(), value.to_string())),
             name => {
                 let mut known = vec!["width", "height", "fps", "frames", "realtime"];
                 known.extend_from_slice(extra_names);
-                return Err(error(format!(
-                    "unknown parameter `{name}` (known: {})",
-                    known.join(", ")
-                )));
+                return Err(error(format!("unknown parameter `{name}` (known: {})", known.join(", "))));
             }
         }
     }
@@ -341,11 +267,7 @@ mod tests {
     fn rtsp_credentials_are_split_and_redacted() {
         let uri = SourceUri::parse("rtsp://admin:s%40cret@10.0.0.5:554/stream1").unwrap();
         match &uri {
-            SourceUri::Rtsp {
-                url,
-                user,
-                password,
-            } => {
+            SourceUri::Rtsp { url, user, password } => {
                 assert_eq!(url.as_str(), "rtsp://10.0.0.5:554/stream1");
                 assert_eq!(user.as_deref(), Some("admin"));
                 assert_eq!(password.as_deref(), Some("s@cret"));
@@ -359,60 +281,30 @@ mod tests {
 
     #[test]
     fn synthetic_sources() {
-        let scene =
-            SourceUri::parse("scene://?seed=7&width=640&height=360&realtime=false&frames=90")
-                .unwrap();
-        let SourceUri::Scene { seed, format } = scene else {
-            panic!()
-        };
+        let scene = SourceUri::parse("scene://?seed=7&width=640&height=360&realtime=false&frames=90").unwrap();
+        let SourceUri::Scene { seed, format } = scene else { panic!() };
         assert_eq!(seed, 7);
-        assert_eq!(
-            (format.width, format.height, format.realtime, format.frames),
-            (640, 360, false, Some(90))
-        );
+        assert_eq!((format.width, format.height, format.realtime, format.frames), (640, 360, false, Some(90)));
         assert!(
             matches!(SourceUri::parse("test://ball").unwrap(), SourceUri::Test { ref pattern, .. } if pattern == "ball")
         );
-        assert_eq!(
-            SourceUri::parse("test://plaid"),
-            Err(UriError::Pattern("plaid".into()))
-        );
-        assert!(matches!(
-            SourceUri::parse("scene://?colour=red"),
-            Err(UriError::Parameter { .. })
-        ));
+        assert_eq!(SourceUri::parse("test://plaid"), Err(UriError::Pattern("plaid".into())));
+        assert!(matches!(SourceUri::parse("scene://?colour=red"), Err(UriError::Parameter { .. })));
     }
 
     #[test]
     fn files_and_bad_uris() {
-        assert!(matches!(
-            SourceUri::parse("/no/such/file.mp4"),
-            Err(UriError::FileNotFound(_))
-        ));
-        assert!(
-            matches!(SourceUri::parse("gopher://x"), Err(UriError::Scheme(s)) if s == "gopher")
-        );
+        assert!(matches!(SourceUri::parse("/no/such/file.mp4"), Err(UriError::FileNotFound(_))));
+        assert!(matches!(SourceUri::parse("gopher://x"), Err(UriError::Scheme(s)) if s == "gopher"));
         let this_file = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-        assert!(matches!(
-            SourceUri::parse(this_file),
-            Ok(SourceUri::File { .. })
-        ));
-        assert!(matches!(
-            SourceUri::parse(&format!("file://{this_file}")),
-            Ok(SourceUri::File { .. })
-        ));
-        assert_eq!(
-            SourceUri::parse("v4l2:///dev/video2").unwrap().redacted(),
-            "v4l2:///dev/video2"
-        );
+        assert!(matches!(SourceUri::parse(this_file), Ok(SourceUri::File { .. })));
+        assert!(matches!(SourceUri::parse(&format!("file://{this_file}")), Ok(SourceUri::File { .. })));
+        assert_eq!(SourceUri::parse("v4l2:///dev/video2").unwrap().redacted(), "v4l2:///dev/video2");
     }
 
     #[test]
     fn redacts_unparsable_text() {
-        assert_eq!(
-            redact_text("rtsp://u:pw@host:99999999/x"),
-            "rtsp://u:***@host:99999999/x"
-        );
+        assert_eq!(redact_text("rtsp://u:pw@host:99999999/x"), "rtsp://u:***@host:99999999/x");
         assert_eq!(redact_text("rtsp://host/x"), "rtsp://host/x");
     }
 }

@@ -9,12 +9,8 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::dshost::strategy::host::LogLevel;
-pub use self::dshost::strategy::types::{
-    Bbox, Detection, FrameHeader, HostContext, Level, StrategyInfo,
-};
-pub use self::exports::dshost::strategy::handler::{
-    Guest as Handler, GuestIndices as HandlerIndices,
-};
+pub use self::dshost::strategy::types::{Bbox, Detection, FrameHeader, HostContext, Level, StrategyInfo};
+pub use self::exports::dshost::strategy::handler::{Guest as Handler, GuestIndices as HandlerIndices};
 pub use self::exports::dshost::strategy::state::{Guest as State, GuestIndices as StateIndices};
 
 /// Fully qualified export names, as the host looks them up.

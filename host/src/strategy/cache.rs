@@ -28,15 +28,9 @@ pub struct ArtifactCache {
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("cannot create the strategy cache directory {dir}: {source}")]
-    CreateDir {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    CreateDir { dir: PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("cannot precompile the component: {0}")]
     Precompile(String),
 }
@@ -44,17 +38,11 @@ pub enum CacheError {
 impl ArtifactCache {
     /// Opens (creating) the cache at `dir` for artifacts of `engine`.
     pub fn open(dir: &Path, engine: &Engine) -> Result<Self, CacheError> {
-        create_private_dir(dir).map_err(|source| CacheError::CreateDir {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
+        create_private_dir(dir).map_err(|source| CacheError::CreateDir { dir: dir.to_path_buf(), source })?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_tag = format!("{:016x}", hasher.finish());
-        Ok(ArtifactCache {
-            dir: dir.to_path_buf(),
-            engine_tag,
-        })
+        Ok(ArtifactCache { dir: dir.to_path_buf(), engine_tag })
     }
 
     pub fn dir(&self) -> &Path {
@@ -62,12 +50,7 @@ impl ArtifactCache {
     }
 
     fn path_for(&self, hash: &ContentHash) -> PathBuf {
-        self.dir.join(format!(
-            "{}-{}-wasmtime{}.cwasm",
-            hash.hex(),
-            self.engine_tag,
-            env!("CARGO_PKG_VERSION")
-        ))
+        self.dir.join(format!("{}-{}-wasmtime{}.cwasm", hash.hex(), self.engine_tag, env!("CARGO_PKG_VERSION")))
     }
 
     /// The cached component for `hash`, if a usable artifact exists. A
@@ -94,9 +77,7 @@ impl ArtifactCache {
     /// Precompiles `wasm` and stores it under `hash` (atomically: readers
     /// never see a partial file).
     pub fn put(&self, engine: &Engine, hash: &ContentHash, wasm: &[u8]) -> Result<(), CacheError> {
-        let artifact = engine
-            .precompile_component(wasm)
-            .map_err(|e| CacheError::Precompile(format!("{e:#}")))?;
+        let artifact = engine.precompile_component(wasm).map_err(|e| CacheError::Precompile(format!("{e:#}")))?;
         let path = self.path_for(hash);
         let write = || -> std::io::Result<()> {
             let mut tmp = tempfile_in(&self.dir)?;
@@ -104,10 +85,7 @@ impl ArtifactCache {
             tmp.1.sync_all()?;
             std::fs::rename(&tmp.0, &path)
         };
-        write().map_err(|source| CacheError::Write {
-            path: path.clone(),
-            source,
-        })
+        write().map_err(|source| CacheError::Write { path: path.clone(), source })
     }
 }
 
@@ -115,16 +93,9 @@ impl ArtifactCache {
 fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
+    let name = format!(".tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
     let path = dir.join(name);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
     Ok((path, file))
 }
 
@@ -132,10 +103,7 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
     }
     #[cfg(not(unix))]
     {

@@ -4,9 +4,7 @@
 use wasmtime::component::{Component, InstancePre};
 use wasmtime::Store;
 
-use super::bindings::{
-    HandlerIndices, StateIndices, StrategyInfo, HANDLER_INTERFACE, STATE_INTERFACE, WIT_PACKAGE,
-};
+use super::bindings::{HandlerIndices, StateIndices, StrategyInfo, HANDLER_INTERFACE, STATE_INTERFACE, WIT_PACKAGE};
 use super::engine::{CompileStats, StrategyEngine};
 use super::instance::classify;
 use super::sandbox::{GuestState, SandboxLimits};
@@ -71,24 +69,12 @@ impl StrategyComponent {
     ) -> Result<Self, LoadError> {
         let wasm_engine = engine.engine();
         let ty = component.component_type();
-        let exports: Vec<String> = ty
-            .exports(wasm_engine)
-            .map(|(n, _)| n.to_string())
-            .collect();
-        let imports: Vec<String> = ty
-            .imports(wasm_engine)
-            .map(|(n, _)| n.to_string())
-            .collect();
+        let exports: Vec<String> = ty.exports(wasm_engine).map(|(n, _)| n.to_string()).collect();
+        let imports: Vec<String> = ty.imports(wasm_engine).map(|(n, _)| n.to_string()).collect();
 
         // Export lookups accept semver-compatible versions (0.1.x).
-        if component
-            .get_export_index(None, HANDLER_INTERFACE)
-            .is_none()
-        {
-            return Err(LoadError::WrongInterface {
-                expected: WIT_PACKAGE.to_string(),
-                exports,
-            });
+        if component.get_export_index(None, HANDLER_INTERFACE).is_none() {
+            return Err(LoadError::WrongInterface { expected: WIT_PACKAGE.to_string(), exports });
         }
         let world = if component.get_export_index(None, STATE_INTERFACE).is_some() {
             World::Stateful
@@ -99,23 +85,16 @@ impl StrategyComponent {
         let pre = engine
             .linker()
             .instantiate_pre(&component)
-            .map_err(|e| LoadError::Imports {
-                message: format!("{e:#}"),
-                imports: imports.clone(),
-            })?;
+            .map_err(|e| LoadError::Imports { message: format!("{e:#}"), imports: imports.clone() })?;
         let handler = HandlerIndices::new(&pre).map_err(|e| LoadError::WrongInterface {
             expected: format!("{WIT_PACKAGE} ({e:#})"),
             exports: exports.clone(),
         })?;
         let state = match world {
-            World::Stateful => {
-                Some(
-                    StateIndices::new(&pre).map_err(|e| LoadError::WrongInterface {
-                        expected: format!("{WIT_PACKAGE} ({e:#})"),
-                        exports: exports.clone(),
-                    })?,
-                )
-            }
+            World::Stateful => Some(StateIndices::new(&pre).map_err(|e| LoadError::WrongInterface {
+                expected: format!("{WIT_PACKAGE} ({e:#})"),
+                exports: exports.clone(),
+            })?),
             World::Stateless => None,
         };
 
@@ -157,11 +136,7 @@ fn describe(
         let kind = classify(&error, store.data());
         LoadError::Describe(format!("{kind}: {error:#}"))
     })?;
-    let fields = [
-        ("name", &info.name),
-        ("version", &info.version),
-        ("description", &info.description),
-    ];
+    let fields = [("name", &info.name), ("version", &info.version), ("description", &info.description)];
     for (field, value) in fields {
         if value.len() > MAX_INFO_FIELD || value.chars().any(char::is_control) {
             return Err(LoadError::Describe(format!(
@@ -170,9 +145,7 @@ fn describe(
         }
     }
     if info.name.is_empty() || info.version.is_empty() {
-        return Err(LoadError::Describe(
-            "`describe` must return a non-empty name and version".to_string(),
-        ));
+        return Err(LoadError::Describe("`describe` must return a non-empty name and version".to_string()));
     }
     Ok(info)
 }

@@ -63,12 +63,9 @@ impl StrategyEngine {
         let engine = Engine::new(&config).map_err(|e| EngineError::Wasmtime(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| EngineError::Wasmtime(format!("{e:#}")))?;
+        StatefulStrategy::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |state| state)
             .map_err(|e| EngineError::Wasmtime(format!("{e:#}")))?;
-        StatefulStrategy::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |state| {
-            state
-        })
-        .map_err(|e| EngineError::Wasmtime(format!("{e:#}")))?;
 
         let cache = match &options.cache_dir {
             Some(dir) => Some(ArtifactCache::open(dir, &engine)?),
@@ -76,12 +73,7 @@ impl StrategyEngine {
         };
         let ticker = EpochTicker::start(engine.clone())
             .map_err(|e| EngineError::Wasmtime(format!("cannot start the epoch thread: {e}")))?;
-        Ok(Arc::new(StrategyEngine {
-            engine,
-            linker,
-            cache,
-            ticker: Some(ticker),
-        }))
+        Ok(Arc::new(StrategyEngine { engine, linker, cache, ticker: Some(ticker) }))
     }
 
     pub fn engine(&self) -> &Engine {
@@ -99,10 +91,7 @@ impl StrategyEngine {
         path: &Path,
         limits: &SandboxLimits,
     ) -> Result<Arc<StrategyComponent>, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
         self.load_bytes(name, &bytes, limits)
     }
 
@@ -119,54 +108,29 @@ impl StrategyEngine {
         StrategyComponent::link(self, name, component, hash, compile, limits).map(Arc::new)
     }
 
-    fn compile(
-        &self,
-        bytes: &[u8],
-        hash: &ContentHash,
-    ) -> Result<(Component, CompileStats), LoadError> {
+    fn compile(&self, bytes: &[u8], hash: &ContentHash) -> Result<(Component, CompileStats), LoadError> {
         check_is_component(bytes)?;
         let started = Instant::now();
         if let Some(cache) = &self.cache {
             if let Some(component) = cache.get(&self.engine, hash) {
-                return Ok((
-                    component,
-                    CompileStats {
-                        from_cache: true,
-                        duration: started.elapsed(),
-                    },
-                ));
+                return Ok((component, CompileStats { from_cache: true, duration: started.elapsed() }));
             }
             // Precompile once, store, then load the stored artifact: the same
             // bytes serve this run and the next.
             match cache.put(&self.engine, hash, bytes) {
                 Ok(()) => {
                     if let Some(component) = cache.get(&self.engine, hash) {
-                        return Ok((
-                            component,
-                            CompileStats {
-                                from_cache: false,
-                                duration: started.elapsed(),
-                            },
-                        ));
+                        return Ok((component, CompileStats { from_cache: false, duration: started.elapsed() }));
                     }
                 }
-                Err(super::cache::CacheError::Precompile(message)) => {
-                    return Err(LoadError::Compile(message))
-                }
+                Err(super::cache::CacheError::Precompile(message)) => return Err(LoadError::Compile(message)),
                 Err(error) => {
                     tracing::warn!(error = %error, "strategy cache unavailable; compiling in memory")
                 }
             }
         }
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        Ok((
-            component,
-            CompileStats {
-                from_cache: false,
-                duration: started.elapsed(),
-            },
-        ))
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        Ok((component, CompileStats { from_cache: false, duration: started.elapsed() }))
     }
 
     /// Epoch ticks for a deadline (at least one).
@@ -189,8 +153,7 @@ fn check_is_component(bytes: &[u8]) -> Result<(), LoadError> {
     const MAGIC: &[u8; 4] = b"\0asm";
     if bytes.len() < 8 || &bytes[0..4] != MAGIC {
         return Err(LoadError::NotAComponent(
-            "the file is not WebAssembly (no `\\0asm` header); is it truncated or the wrong file?"
-                .to_string(),
+            "the file is not WebAssembly (no `\\0asm` header); is it truncated or the wrong file?".to_string(),
         ));
     }
     // Bytes 4..8: version 1 + layer 0 = core module; layer 1 = component.
@@ -212,14 +175,12 @@ impl EpochTicker {
     fn start(engine: Engine) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("dshost-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })?;
+        let thread = std::thread::Builder::new().name("dshost-epoch".into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })?;
         Ok(EpochTicker { stop, thread })
     }
 

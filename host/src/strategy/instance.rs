@@ -23,10 +23,7 @@ pub struct CallError {
 
 impl CallError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        CallError {
-            kind,
-            message: message.into(),
-        }
+        CallError { kind, message: message.into() }
     }
 }
 
@@ -68,21 +65,16 @@ impl StrategyInstance {
         settings: &InstanceSettings,
     ) -> Result<Self, CallError> {
         let limits = &settings.limits;
-        let mut store = Store::new(
-            engine.engine(),
-            GuestState::new(limits, &component.name, &settings.source_id),
-        );
+        let mut store = Store::new(engine.engine(), GuestState::new(limits, &component.name, &settings.source_id));
         store.limiter(|state| state.limiter());
         store.epoch_deadline_trap();
         let setup_ticks = StrategyEngine::ticks(limits.setup_timeout);
         store.set_epoch_deadline(setup_ticks);
 
-        let instance = component.pre.instantiate(&mut store).map_err(|e| {
-            CallError::new(
-                ErrorKind::Instantiate,
-                format!("instantiation failed: {e:#}"),
-            )
-        })?;
+        let instance = component
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| CallError::new(ErrorKind::Instantiate, format!("instantiation failed: {e:#}")))?;
         let handler = component
             .handler
             .load(&mut store, &instance)
@@ -104,17 +96,11 @@ impl StrategyInstance {
         match configured {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
-                return Err(CallError::new(
-                    ErrorKind::Instantiate,
-                    format!("configure rejected the config: {message}"),
-                ))
+                return Err(CallError::new(ErrorKind::Instantiate, format!("configure rejected the config: {message}")))
             }
             Err(error) => {
                 let kind = classify(&error, store.data());
-                return Err(CallError::new(
-                    ErrorKind::Instantiate,
-                    format!("configure failed ({kind}): {error:#}"),
-                ));
+                return Err(CallError::new(ErrorKind::Instantiate, format!("configure failed ({kind}): {error:#}")));
             }
         }
         Ok(StrategyInstance {
@@ -142,15 +128,9 @@ impl StrategyInstance {
         };
         self.store.set_epoch_deadline(self.call_ticks);
         self.store.data_mut().reset_memory_denied();
-        match self
-            .handler
-            .call_process(&mut self.store, &header, &frame.objects)
-        {
+        match self.handler.call_process(&mut self.store, &header, &frame.objects) {
             Ok(Ok(detections)) => Ok(detections),
-            Ok(Err(message)) => Err(CallError::new(
-                ErrorKind::GuestError,
-                truncate(&message, 512),
-            )),
+            Ok(Err(message)) => Err(CallError::new(ErrorKind::GuestError, truncate(&message, 512))),
             Err(error) => {
                 let kind = classify(&error, self.store.data());
                 Err(CallError::new(kind, describe_trap(kind, &error)))
@@ -164,13 +144,10 @@ impl StrategyInstance {
             return Ok(None);
         };
         self.store.set_epoch_deadline(self.setup_ticks);
-        state
-            .call_save_state(&mut self.store)
-            .map(Some)
-            .map_err(|error| {
-                let kind = classify(&error, self.store.data());
-                CallError::new(kind, format!("save-state failed: {error:#}"))
-            })
+        state.call_save_state(&mut self.store).map(Some).map_err(|error| {
+            let kind = classify(&error, self.store.data());
+            CallError::new(kind, format!("save-state failed: {error:#}"))
+        })
     }
 
     /// Restores state saved by a previous version. Stateless strategies
@@ -182,16 +159,10 @@ impl StrategyInstance {
         self.store.set_epoch_deadline(self.setup_ticks);
         match state.call_load_state(&mut self.store, saved) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(CallError::new(
-                ErrorKind::GuestError,
-                format!("load-state refused: {message}"),
-            )),
+            Ok(Err(message)) => Err(CallError::new(ErrorKind::GuestError, format!("load-state refused: {message}"))),
             Err(error) => {
                 let kind = classify(&error, self.store.data());
-                Err(CallError::new(
-                    kind,
-                    format!("load-state failed: {error:#}"),
-                ))
+                Err(CallError::new(kind, format!("load-state failed: {error:#}")))
             }
         }
     }

@@ -51,10 +51,7 @@ impl ErrorKind {
     /// Whether the instance is unusable afterwards (wasmtime poisons an
     /// instance that trapped) and must be replaced.
     pub fn kills_instance(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::Trap | ErrorKind::Timeout | ErrorKind::MemoryLimit | ErrorKind::Instantiate
-        )
+        matches!(self, ErrorKind::Trap | ErrorKind::Timeout | ErrorKind::MemoryLimit | ErrorKind::Instantiate)
     }
 }
 
@@ -65,9 +62,7 @@ impl std::fmt::Display for ErrorKind {
 }
 
 /// Upper bounds of the call-duration histogram buckets, in seconds.
-pub const DURATION_BUCKETS: [f64; 12] = [
-    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 5e-3, 2e-2, 1e-1,
-];
+pub const DURATION_BUCKETS: [f64; 12] = [1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 5e-3, 2e-2, 1e-1];
 
 /// A fixed-bucket histogram (Prometheus style, cumulative on export).
 #[derive(Debug, Default)]
@@ -80,21 +75,14 @@ pub struct Histogram {
 impl Histogram {
     pub fn observe(&self, duration: Duration) {
         let seconds = duration.as_secs_f64();
-        let bucket = DURATION_BUCKETS
-            .iter()
-            .position(|&b| seconds <= b)
-            .unwrap_or(DURATION_BUCKETS.len());
+        let bucket = DURATION_BUCKETS.iter().position(|&b| seconds <= b).unwrap_or(DURATION_BUCKETS.len());
         self.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_ns
-            .fetch_add(duration.as_nanos() as u64, Ordering::Relaxed);
+        self.sum_ns.fetch_add(duration.as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// Non-cumulative counts per bucket (last = overflow).
     pub fn counts(&self) -> Vec<u64> {
-        self.counts
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect()
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
     }
 
     pub fn count(&self) -> u64 {
@@ -179,10 +167,7 @@ mod tests {
         assert_eq!(*counts.last().unwrap(), 1);
         assert_eq!(h.count(), 3);
         let median = h.quantile(0.5).unwrap();
-        assert!(
-            median > Duration::from_micros(2) && median <= Duration::from_micros(5),
-            "{median:?}"
-        );
+        assert!(median > Duration::from_micros(2) && median <= Duration::from_micros(5), "{median:?}");
         assert!(Histogram::default().quantile(0.5).is_none());
     }
 

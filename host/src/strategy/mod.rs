@@ -51,10 +51,7 @@ impl ContentHash {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("not a strategy component: {0}")]
     NotAComponent(String),
     #[error("the component does not compile: {0}")]
@@ -64,19 +61,13 @@ pub enum LoadError {
          Build it against the `wit/` directory of this dshost (see sdk/)",
         exports.join(", ")
     )]
-    WrongInterface {
-        expected: String,
-        exports: Vec<String>,
-    },
+    WrongInterface { expected: String, exports: Vec<String> },
     #[error(
         "the component needs imports the dshost sandbox does not provide: {message}. Its imports: [{}]. \
          Strategies may import `dshost:strategy/host` and WASI 0.2 only",
         imports.join(", ")
     )]
-    Imports {
-        message: String,
-        imports: Vec<String>,
-    },
+    Imports { message: String, imports: Vec<String> },
     #[error("`describe` failed: {0}")]
     Describe(String),
 }

@@ -56,10 +56,7 @@ pub struct ReloadStats {
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error("strategy file {} was deleted or is unreadable ({source}); keeping the running version", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("file sha256:{hash}: {error}")]
     Load { hash: String, error: LoadError },
     #[error("file sha256:{hash}: {error}")]
@@ -73,12 +70,7 @@ pub enum ReloadOutcome {
     Unchanged,
     /// The new version runs; `kept_old` lists sources that refused the
     /// running version's state and so keep the old version, with the reason.
-    Installed {
-        version: String,
-        previous: Option<String>,
-        elapsed: Duration,
-        kept_old: Vec<(String, String)>,
-    },
+    Installed { version: String, previous: Option<String>, elapsed: Duration, kept_old: Vec<(String, String)> },
 }
 
 struct Running {
@@ -97,12 +89,7 @@ pub struct Reloader {
 
 impl Reloader {
     pub fn new(engine: Arc<StrategyEngine>, runtime: Arc<Runtime>) -> Self {
-        Reloader {
-            engine,
-            runtime,
-            running: BTreeMap::new(),
-            stats: BTreeMap::new(),
-        }
+        Reloader { engine, runtime, running: BTreeMap::new(), stats: BTreeMap::new() }
     }
 
     /// The specs currently running.
@@ -128,12 +115,7 @@ impl Reloader {
             Ok(ReloadOutcome::Unchanged) => {
                 tracing::debug!(strategy = %spec.name, "strategy file rewritten with identical content; nothing to reload")
             }
-            Ok(ReloadOutcome::Installed {
-                version,
-                previous,
-                elapsed,
-                kept_old,
-            }) => {
+            Ok(ReloadOutcome::Installed { version, previous, elapsed, kept_old }) => {
                 stats.succeeded.fetch_add(1, Ordering::Relaxed);
                 match previous {
                     Some(previous) => tracing::info!(
@@ -156,9 +138,7 @@ impl Reloader {
                 if let Ok(mut last) = stats.last_error.lock() {
                     *last = Some(error.to_string());
                 }
-                let running = self
-                    .version(&spec.name)
-                    .unwrap_or_else(|| "none".to_string());
+                let running = self.version(&spec.name).unwrap_or_else(|| "none".to_string());
                 tracing::error!(strategy = %spec.name, running = %running, error = %error, "strategy reload failed; the running version keeps serving");
             }
         }
@@ -167,10 +147,8 @@ impl Reloader {
 
     fn try_apply(&mut self, spec: StrategySpec, force: bool) -> Result<ReloadOutcome, ReloadError> {
         let started = Instant::now();
-        let bytes = std::fs::read(&spec.path).map_err(|source| ReloadError::Read {
-            path: spec.path.clone(),
-            source,
-        })?;
+        let bytes =
+            std::fs::read(&spec.path).map_err(|source| ReloadError::Read { path: spec.path.clone(), source })?;
         let hash = ContentHash::of(&bytes);
         let short = hash.hex()[..8].to_string();
         let previous = self.running.get(&spec.name);
@@ -181,10 +159,7 @@ impl Reloader {
         let component = self
             .engine
             .load_bytes(&spec.name, &bytes, &spec.limits)
-            .map_err(|error| ReloadError::Load {
-                hash: short.clone(),
-                error,
-            })?;
+            .map_err(|error| ReloadError::Load { hash: short.clone(), error })?;
         let version = component.version.clone();
         let plan = StrategyPlan {
             name: spec.name.clone(),
@@ -193,80 +168,42 @@ impl Reloader {
             sources: spec.sources.clone(),
             limits: spec.limits.clone(),
         };
-        let outcomes = self
-            .runtime
-            .install_strategy(plan)
-            .map_err(|error| ReloadError::Install { hash: short, error })?;
-        let kept_old: Vec<(String, String)> = outcomes
-            .into_iter()
-            .filter_map(|o| o.result.err().map(|reason| (o.source, reason)))
-            .collect();
-        self.running.insert(
-            spec.name.clone(),
-            Running {
-                spec,
-                hash,
-                version: version.clone(),
-            },
-        );
-        Ok(ReloadOutcome::Installed {
-            version,
-            previous: previous_version,
-            elapsed: started.elapsed(),
-            kept_old,
-        })
+        let outcomes =
+            self.runtime.install_strategy(plan).map_err(|error| ReloadError::Install { hash: short, error })?;
+        let kept_old: Vec<(String, String)> =
+            outcomes.into_iter().filter_map(|o| o.result.err().map(|reason| (o.source, reason))).collect();
+        self.running.insert(spec.name.clone(), Running { spec, hash, version: version.clone() });
+        Ok(ReloadOutcome::Installed { version, previous: previous_version, elapsed: started.elapsed(), kept_old })
     }
 
     /// Re-reads the file of a running strategy.
-    pub fn reload(
-        &mut self,
-        name: &str,
-        force: bool,
-    ) -> Option<Result<ReloadOutcome, ReloadError>> {
+    pub fn reload(&mut self, name: &str, force: bool) -> Option<Result<ReloadOutcome, ReloadError>> {
         let spec = self.running.get(name)?.spec.clone();
         Some(self.apply(spec, force))
     }
 
     /// Makes the running strategies match `specs`: starts new ones, reloads
     /// changed ones, stops removed ones. Returns each strategy's result.
-    pub fn apply_all(
-        &mut self,
-        specs: Vec<StrategySpec>,
-    ) -> Vec<(String, Result<ReloadOutcome, ReloadError>)> {
+    pub fn apply_all(&mut self, specs: Vec<StrategySpec>) -> Vec<(String, Result<ReloadOutcome, ReloadError>)> {
         let wanted: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-        let removed: Vec<String> = self
-            .running
-            .keys()
-            .filter(|name| !wanted.contains(name))
-            .cloned()
-            .collect();
+        let removed: Vec<String> = self.running.keys().filter(|name| !wanted.contains(name)).cloned().collect();
         for name in removed {
             self.runtime.remove_strategy(&name);
             self.running.remove(&name);
             tracing::info!(strategy = %name, "strategy removed from the config; stopped");
         }
-        specs
-            .into_iter()
-            .map(|spec| (spec.name.clone(), self.apply(spec, false)))
-            .collect()
+        specs.into_iter().map(|spec| (spec.name.clone(), self.apply(spec, false))).collect()
     }
 
     /// Names of running strategies whose component is `path`.
     pub fn names_for_path(&self, path: &Path) -> Vec<String> {
-        self.running
-            .values()
-            .filter(|r| r.spec.path == path)
-            .map(|r| r.spec.name.clone())
-            .collect()
+        self.running.values().filter(|r| r.spec.path == path).map(|r| r.spec.name.clone()).collect()
     }
 
     /// Directories holding the running strategies' files.
     pub fn watched_dirs(&self) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = self
-            .running
-            .values()
-            .filter_map(|r| r.spec.path.parent().map(Path::to_path_buf))
-            .collect();
+        let mut dirs: Vec<PathBuf> =
+            self.running.values().filter_map(|r| r.spec.path.parent().map(Path::to_path_buf)).collect();
         dirs.sort();
         dirs.dedup();
         dirs

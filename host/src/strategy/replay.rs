@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{
-    CallError, ErrorKind, InstanceSettings, Outcome, RecoveryPolicy, SandboxLimits,
-    StrategyComponent, StrategyEngine, StrategyMetrics, SupervisedInstance,
+    CallError, ErrorKind, InstanceSettings, Outcome, RecoveryPolicy, SandboxLimits, StrategyComponent, StrategyEngine,
+    StrategyMetrics, SupervisedInstance,
 };
 use crate::alerts::alert::{Alert, Origin};
 use crate::frame::jsonl::FrameLine;
@@ -39,11 +39,7 @@ pub struct ReplaySummary {
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error("strategy `{strategy}` could not start for source `{source_id}`: {error}")]
-    Start {
-        strategy: String,
-        source_id: String,
-        error: CallError,
-    },
+    Start { strategy: String, source_id: String, error: CallError },
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -99,11 +95,7 @@ pub fn replay(
                         index,
                         run: 0,
                     };
-                    writeln!(
-                        out,
-                        "{}",
-                        Alert::from_detection(detection, origin, now).to_json_line()
-                    )?;
+                    writeln!(out, "{}", Alert::from_detection(detection, origin, now).to_json_line())?;
                     summary.detections += 1;
                 }
             }
@@ -112,10 +104,7 @@ pub fn replay(
         }
     }
     for (source, instance) in &instances {
-        summary.invalid_detections += instance
-            .metrics()
-            .invalid_detections
-            .load(std::sync::atomic::Ordering::Relaxed);
+        summary.invalid_detections += instance.metrics().invalid_detections.load(std::sync::atomic::Ordering::Relaxed);
         if instance.is_quarantined() {
             summary.quarantined.push(source.clone());
         }

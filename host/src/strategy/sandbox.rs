@@ -9,9 +9,7 @@
 use std::time::{Duration, Instant};
 
 use wasmtime::ResourceLimiter;
-use wasmtime_wasi::{
-    HostMonotonicClock, HostWallClock, ResourceTable, WasiCtx, WasiCtxView, WasiView,
-};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, LogLevel};
 
@@ -62,10 +60,7 @@ impl GuestState {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         GuestState {
-            limiter: MemoryLimiter {
-                max_bytes: limits.memory_bytes,
-                denied: false,
-            },
+            limiter: MemoryLimiter { max_bytes: limits.memory_bytes, denied: false },
             wasi: wasi.build(),
             table: ResourceTable::new(),
             log: GuestLog::new(strategy, source, limits.log_lines_per_second),
@@ -89,10 +84,7 @@ impl GuestState {
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -111,12 +103,7 @@ struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             self.denied = true;
             return Ok(false);
@@ -124,12 +111,7 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         // Tables hold function references; 100k entries is far beyond any
         // real strategy and keeps a hostile guest from eating host memory.
         Ok(desired <= 100_000)
@@ -205,8 +187,7 @@ impl GuestLog {
         }
         self.tokens -= 1.0;
         let line = sanitize(message);
-        let (strategy, source, dropped) =
-            (self.strategy.as_str(), self.source.as_str(), self.dropped);
+        let (strategy, source, dropped) = (self.strategy.as_str(), self.source.as_str(), self.dropped);
         self.dropped = 0;
         match level {
             LogLevel::Trace => {
@@ -259,19 +240,12 @@ mod tests {
         for _ in 0..10 {
             log.write(LogLevel::Info, "hello");
         }
-        assert!(
-            log.dropped >= 7,
-            "burst of 2 allowed, got {} dropped",
-            log.dropped
-        );
+        assert!(log.dropped >= 7, "burst of 2 allowed, got {} dropped", log.dropped);
     }
 
     #[test]
     fn memory_limiter_refuses_and_remembers() {
-        let mut limiter = MemoryLimiter {
-            max_bytes: 1 << 20,
-            denied: false,
-        };
+        let mut limiter = MemoryLimiter { max_bytes: 1 << 20, denied: false };
         assert!(limiter.memory_growing(0, 1 << 19, None).unwrap());
         assert!(!limiter.denied);
         assert!(!limiter.memory_growing(0, 2 << 20, None).unwrap());

@@ -38,9 +38,7 @@ impl Default for RecoveryPolicy {
 impl RecoveryPolicy {
     fn backoff(&self, consecutive_failures: u32) -> Duration {
         let exponent = consecutive_failures.saturating_sub(1).min(20);
-        self.initial_backoff
-            .saturating_mul(1 << exponent)
-            .min(self.max_backoff)
+        self.initial_backoff.saturating_mul(1 << exponent).min(self.max_backoff)
     }
 }
 
@@ -188,18 +186,11 @@ impl SupervisedInstance {
                 }
             }
         }
-        self.metrics
-            .detections
-            .fetch_add(valid.len() as u64, Ordering::Relaxed);
+        self.metrics.detections.fetch_add(valid.len() as u64, Ordering::Relaxed);
         if let Some(reason) = first_rejection {
-            self.metrics
-                .invalid_detections
-                .fetch_add(rejected, Ordering::Relaxed);
+            self.metrics.invalid_detections.fetch_add(rejected, Ordering::Relaxed);
             let now = Instant::now();
-            if self
-                .last_invalid_warning
-                .is_none_or(|at| now.duration_since(at) >= INVALID_WARNING_INTERVAL)
-            {
+            if self.last_invalid_warning.is_none_or(|at| now.duration_since(at) >= INVALID_WARNING_INTERVAL) {
                 self.last_invalid_warning = Some(now);
                 tracing::warn!(
                     strategy = %self.component.name, source = %self.settings.source_id,

@@ -34,9 +34,7 @@ pub enum Rejection {
     NegativeSize { width: f32, height: f32 },
     #[error("box lies entirely outside the {frame_width}x{frame_height} frame")]
     OutsideFrame { frame_width: u32, frame_height: u32 },
-    #[error(
-        "pattern must be 1..={MAX_PATTERN_BYTES} bytes without control characters (got {0} bytes)"
-    )]
+    #[error("pattern must be 1..={MAX_PATTERN_BYTES} bytes without control characters (got {0} bytes)")]
     Pattern(usize),
     #[error("{0} attributes; at most {MAX_ATTRIBUTES} are allowed")]
     TooManyAttributes(usize),
@@ -45,11 +43,7 @@ pub enum Rejection {
 }
 
 /// Checks one detection against a frame of `width` x `height` pixels.
-pub fn validate(
-    detection: Detection,
-    width: u32,
-    height: u32,
-) -> Result<ValidDetection, Rejection> {
+pub fn validate(detection: Detection, width: u32, height: u32) -> Result<ValidDetection, Rejection> {
     let b = &detection.bbox;
     let numbers = [detection.confidence, b.left, b.top, b.width, b.height];
     if numbers.iter().any(|v| !v.is_finite()) {
@@ -59,10 +53,7 @@ pub fn validate(
         return Err(Rejection::Confidence(detection.confidence));
     }
     if b.width < 0.0 || b.height < 0.0 {
-        return Err(Rejection::NegativeSize {
-            width: b.width,
-            height: b.height,
-        });
+        return Err(Rejection::NegativeSize { width: b.width, height: b.height });
     }
     let (frame_w, frame_h) = (width as f32, height as f32);
     let left = b.left.clamp(0.0, frame_w);
@@ -73,10 +64,7 @@ pub fn validate(
     // box (zero size, e.g. a count event) is only clamped.
     let has_area = b.width > 0.0 && b.height > 0.0;
     if has_area && (right <= left || bottom <= top) {
-        return Err(Rejection::OutsideFrame {
-            frame_width: width,
-            frame_height: height,
-        });
+        return Err(Rejection::OutsideFrame { frame_width: width, frame_height: height });
     }
     let pattern_ok = !detection.pattern.is_empty()
         && detection.pattern.len() <= MAX_PATTERN_BYTES
@@ -118,12 +106,7 @@ mod tests {
         Detection {
             pattern: "p".into(),
             confidence,
-            bbox: Bbox {
-                left,
-                top,
-                width,
-                height,
-            },
+            bbox: Bbox { left, top, width, height },
             object_id: Some(3),
             level: Level::High,
             attributes: vec![("k".into(), "v".into())],
@@ -133,10 +116,7 @@ mod tests {
     #[test]
     fn accepts_and_clamps() {
         let valid = validate(detection(-10.0, 90.0, 30.0, 30.0, 0.5), 100, 100).unwrap();
-        assert_eq!(
-            (valid.left, valid.top, valid.width, valid.height),
-            (0.0, 90.0, 20.0, 10.0)
-        );
+        assert_eq!((valid.left, valid.top, valid.width, valid.height), (0.0, 90.0, 20.0, 10.0));
         assert_eq!(valid.object_id, Some(3));
         let point = validate(detection(500.0, 500.0, 0.0, 0.0, 1.0), 100, 100).unwrap();
         assert_eq!((point.left, point.top), (100.0, 100.0));
@@ -144,32 +124,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_values() {
-        assert_eq!(
-            validate(detection(0.0, 0.0, 1.0, 1.0, f32::NAN), 10, 10),
-            Err(Rejection::NonFinite)
-        );
-        assert_eq!(
-            validate(detection(0.0, 0.0, f32::INFINITY, 1.0, 0.5), 10, 10),
-            Err(Rejection::NonFinite)
-        );
-        assert_eq!(
-            validate(detection(0.0, 0.0, 1.0, 1.0, 1.5), 10, 10),
-            Err(Rejection::Confidence(1.5))
-        );
-        assert!(matches!(
-            validate(detection(0.0, 0.0, -1.0, 1.0, 0.5), 10, 10),
-            Err(Rejection::NegativeSize { .. })
-        ));
-        assert!(matches!(
-            validate(detection(-50.0, 0.0, 10.0, 1.0, 0.5), 10, 10),
-            Err(Rejection::OutsideFrame { .. })
-        ));
+        assert_eq!(validate(detection(0.0, 0.0, 1.0, 1.0, f32::NAN), 10, 10), Err(Rejection::NonFinite));
+        assert_eq!(validate(detection(0.0, 0.0, f32::INFINITY, 1.0, 0.5), 10, 10), Err(Rejection::NonFinite));
+        assert_eq!(validate(detection(0.0, 0.0, 1.0, 1.0, 1.5), 10, 10), Err(Rejection::Confidence(1.5)));
+        assert!(matches!(validate(detection(0.0, 0.0, -1.0, 1.0, 0.5), 10, 10), Err(Rejection::NegativeSize { .. })));
+        assert!(matches!(validate(detection(-50.0, 0.0, 10.0, 1.0, 0.5), 10, 10), Err(Rejection::OutsideFrame { .. })));
         let mut long = detection(0.0, 0.0, 1.0, 1.0, 0.5);
         long.pattern = "x".repeat(MAX_PATTERN_BYTES + 1);
-        assert_eq!(
-            validate(long, 10, 10),
-            Err(Rejection::Pattern(MAX_PATTERN_BYTES + 1))
-        );
+        assert_eq!(validate(long, 10, 10), Err(Rejection::Pattern(MAX_PATTERN_BYTES + 1)));
         let mut attrs = detection(0.0, 0.0, 1.0, 1.0, 0.5);
         attrs.attributes = vec![("k".into(), "v".repeat(MAX_ATTRIBUTE_VALUE_BYTES + 1))];
         assert_eq!(validate(attrs, 10, 10), Err(Rejection::Attribute));

@@ -41,9 +41,7 @@ pub fn spawn(
             }
         }
     })?;
-    let config_path = config
-        .as_ref()
-        .map(|(path, _)| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+    let config_path = config.as_ref().map(|(path, _)| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
     let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
     let mut watch_dirs = move |watcher: &mut notify::RecommendedWatcher, dirs: Vec<PathBuf>| {
         for dir in dirs {
@@ -60,47 +58,49 @@ pub fn spawn(
         watch_dirs(&mut watcher, vec![dir.to_path_buf()]);
     }
     let reader = config.map(|(_, reader)| reader);
-    std::thread::Builder::new().name("strategy-watch".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            let first = match events.recv_timeout(Duration::from_millis(200)) {
-                Ok(path) => path,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            let mut changed = BTreeSet::from([first]);
-            let burst = Instant::now();
-            while burst.elapsed() < MAX_BURST {
-                match events.recv_timeout(DEBOUNCE) {
-                    Ok(path) => {
-                        changed.insert(path);
+    std::thread::Builder::new()
+        .name("strategy-watch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let first = match events.recv_timeout(Duration::from_millis(200)) {
+                    Ok(path) => path,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                };
+                let mut changed = BTreeSet::from([first]);
+                let burst = Instant::now();
+                while burst.elapsed() < MAX_BURST {
+                    match events.recv_timeout(DEBOUNCE) {
+                        Ok(path) => {
+                            changed.insert(path);
+                        }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
+                }
+                let config_changed = config_path.as_ref().is_some_and(|p| changed.contains(p));
+                if let (true, Some(reader)) = (config_changed, &reader) {
+                    match reader() {
+                        Ok(specs) => {
+                            tracing::info!("config file changed; applying its strategies section");
+                            let mut reloader = lock(&reloader);
+                            reloader.apply_all(specs);
+                            let dirs = reloader.watched_dirs();
+                            drop(reloader);
+                            watch_dirs(&mut watcher, dirs);
+                        }
+                        Err(errors) => tracing::error!(
+                            "config file changed but is invalid; keeping the running strategies:\n{errors}"
+                        ),
+                    }
+                    continue;
+                }
+                for path in &changed {
+                    reload_path(&reloader, path);
                 }
             }
-            let config_changed = config_path.as_ref().is_some_and(|p| changed.contains(p));
-            if let (true, Some(reader)) = (config_changed, &reader) {
-                match reader() {
-                    Ok(specs) => {
-                        tracing::info!("config file changed; applying its strategies section");
-                        let mut reloader = lock(&reloader);
-                        reloader.apply_all(specs);
-                        let dirs = reloader.watched_dirs();
-                        drop(reloader);
-                        watch_dirs(&mut watcher, dirs);
-                    }
-                    Err(errors) => tracing::error!(
-                        "config file changed but is invalid; keeping the running strategies:\n{errors}"
-                    ),
-                }
-                continue;
-            }
-            for path in &changed {
-                reload_path(&reloader, path);
-            }
-        }
-        drop(watcher);
-    })
-    .map_err(|e| notify::Error::generic(&e.to_string()))
+            drop(watcher);
+        })
+        .map_err(|e| notify::Error::generic(&e.to_string()))
 }
 
 fn reload_path(reloader: &Arc<Mutex<Reloader>>, path: &Path) {
@@ -118,7 +118,5 @@ fn reload_path(reloader: &Arc<Mutex<Reloader>>, path: &Path) {
 }
 
 fn lock(reloader: &Arc<Mutex<Reloader>>) -> std::sync::MutexGuard<'_, Reloader> {
-    reloader
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    reloader.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -29,12 +29,7 @@ pub enum WorkerCommand {
     /// Installs `instance` as strategy `name`, replacing the running one.
     /// With `carry_state`, the old instance's `save-state` feeds the new
     /// one's `load-state`; if that fails the old instance stays.
-    Install {
-        name: String,
-        instance: Box<SupervisedInstance>,
-        carry_state: bool,
-        reply: Sender<InstallOutcome>,
-    },
+    Install { name: String, instance: Box<SupervisedInstance>, carry_state: bool, reply: Sender<InstallOutcome> },
     /// Stops running strategy `name` on this source.
     Remove { name: String },
 }
@@ -75,36 +70,22 @@ impl Worker {
 
     fn apply(&mut self, command: WorkerCommand) {
         match command {
-            WorkerCommand::Install {
-                name,
-                mut instance,
-                carry_state,
-                reply,
-            } => {
+            WorkerCommand::Install { name, mut instance, carry_state, reply } => {
                 let result = match self.slots.iter_mut().find(|slot| slot.name == name) {
                     Some(slot) => {
-                        let handed_over = if carry_state {
-                            hand_over_state(&mut slot.instance, &mut instance)
-                        } else {
-                            Ok(())
-                        };
+                        let handed_over =
+                            if carry_state { hand_over_state(&mut slot.instance, &mut instance) } else { Ok(()) };
                         if handed_over.is_ok() {
                             slot.instance = *instance;
                         }
                         handed_over
                     }
                     None => {
-                        self.slots.push(StrategySlot {
-                            name,
-                            instance: *instance,
-                        });
+                        self.slots.push(StrategySlot { name, instance: *instance });
                         Ok(())
                     }
                 };
-                let _ = reply.send(InstallOutcome {
-                    source: self.source_id.clone(),
-                    result,
-                });
+                let _ = reply.send(InstallOutcome { source: self.source_id.clone(), result });
             }
             WorkerCommand::Remove { name } => self.slots.retain(|slot| slot.name != name),
         }
@@ -120,9 +101,7 @@ impl Worker {
             let Outcome::Processed(detections) = slot.instance.process(&frame) else {
                 continue;
             };
-            self.metrics
-                .detections
-                .fetch_add(detections.len() as u64, Ordering::Relaxed);
+            self.metrics.detections.fetch_add(detections.len() as u64, Ordering::Relaxed);
             let version = slot.instance.component().version.clone();
             for (index, detection) in detections.into_iter().enumerate() {
                 let origin = Origin {
@@ -136,17 +115,11 @@ impl Worker {
                 };
                 // The receiver lives as long as the runtime; if it is gone we
                 // are shutting down and there is nobody to tell.
-                let _ = self
-                    .alerts
-                    .send(Alert::from_detection(detection, origin, now));
+                let _ = self.alerts.send(Alert::from_detection(detection, origin, now));
             }
         }
-        self.metrics
-            .strategy_ns
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        self.metrics
-            .frames_to_strategies
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.strategy_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.metrics.frames_to_strategies.fetch_add(1, Ordering::Relaxed);
         self.queue.recycle(frame.objects);
     }
 }
@@ -154,10 +127,7 @@ impl Worker {
 /// Moves the state of a stateful strategy from the running instance to its
 /// replacement. A running instance that is dead (backing off, quarantined)
 /// has no state to give; the new one starts fresh.
-fn hand_over_state(
-    old: &mut SupervisedInstance,
-    new: &mut SupervisedInstance,
-) -> Result<(), String> {
+fn hand_over_state(old: &mut SupervisedInstance, new: &mut SupervisedInstance) -> Result<(), String> {
     let Some(old_instance) = old.instance_mut() else {
         return Ok(());
     };

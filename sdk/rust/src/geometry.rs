@@ -23,15 +23,9 @@ impl Polygon {
     /// three vertices or a non-finite coordinate.
     pub fn new(vertices: Vec<Point>) -> Result<Self, String> {
         if vertices.len() < 3 {
-            return Err(format!(
-                "a polygon needs at least 3 points, got {}",
-                vertices.len()
-            ));
+            return Err(format!("a polygon needs at least 3 points, got {}", vertices.len()));
         }
-        if vertices
-            .iter()
-            .any(|(x, y)| !x.is_finite() || !y.is_finite())
-        {
+        if vertices.iter().any(|(x, y)| !x.is_finite() || !y.is_finite()) {
             return Err("polygon coordinates must be finite numbers".to_string());
         }
         Ok(Polygon { vertices })
@@ -69,9 +63,7 @@ pub struct Segment {
 
 impl Segment {
     pub fn new(start: Point, end: Point) -> Result<Self, String> {
-        let finite = [start.0, start.1, end.0, end.1]
-            .iter()
-            .all(|v| v.is_finite());
+        let finite = [start.0, start.1, end.0, end.1].iter().all(|v| v.is_finite());
         if !finite {
             return Err("line coordinates must be finite numbers".to_string());
         }
@@ -108,14 +100,7 @@ mod tests {
         let square = Polygon::new(vec![(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]).unwrap();
         assert!(square.contains((0.5, 0.5)));
         assert!(!square.contains((1.5, 0.5)));
-        let concave = Polygon::new(vec![
-            (0.0, 0.0),
-            (2.0, 0.0),
-            (2.0, 2.0),
-            (1.0, 1.0),
-            (0.0, 2.0),
-        ])
-        .unwrap();
+        let concave = Polygon::new(vec![(0.0, 0.0), (2.0, 0.0), (2.0, 2.0), (1.0, 1.0), (0.0, 2.0)]).unwrap();
         assert!(!concave.contains((1.0, 1.8)));
         assert!(concave.contains((0.5, 1.0)));
         assert!(Polygon::new(vec![(0.0, 0.0), (1.0, 1.0)]).is_err());

@@ -38,11 +38,7 @@ pub trait Strategy: Sized + 'static {
     fn configure(config: &str, context: &HostContext) -> Result<Self, String>;
 
     /// Processes one frame's objects.
-    fn process(
-        &mut self,
-        frame: &FrameHeader,
-        objects: crate::Objects<'_>,
-    ) -> Result<Vec<Detection>, String>;
+    fn process(&mut self, frame: &FrameHeader, objects: crate::Objects<'_>) -> Result<Vec<Detection>, String>;
 }
 
 /// A strategy whose state survives hot reload: the host calls `save_state`
@@ -67,20 +63,13 @@ pub fn info(name: &str, version: &str, description: &str) -> StrategyInfo {
 /// Parses a JSON config into `T`, with an error naming the line, column and
 /// problem (serde's message names the key).
 pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, String> {
-    let text = if config.trim().is_empty() {
-        "{}"
-    } else {
-        config
-    };
+    let text = if config.trim().is_empty() { "{}" } else { config };
     serde_json::from_str(text).map_err(|e| format!("invalid config: {e}"))
 }
 
 /// Looks up the label of a class id in the host's label table.
 pub fn label_of(context: &HostContext, class_id: u32) -> Option<&str> {
-    context
-        .class_labels
-        .get(class_id as usize)
-        .map(String::as_str)
+    context.class_labels.get(class_id as usize).map(String::as_str)
 }
 
 /// Starts a detection named `pattern`; finish it with [`DetectionBuilder::build`].
@@ -89,12 +78,7 @@ pub fn detect(pattern: impl Into<String>) -> DetectionBuilder {
         detection: Detection {
             pattern: pattern.into(),
             confidence: 1.0,
-            bbox: Bbox {
-                left: 0.0,
-                top: 0.0,
-                width: 0.0,
-                height: 0.0,
-            },
+            bbox: Bbox { left: 0.0, top: 0.0, width: 0.0, height: 0.0 },
             object_id: None,
             level: Level::Medium,
             attributes: Vec::new(),
@@ -111,12 +95,7 @@ pub struct DetectionBuilder {
 impl DetectionBuilder {
     /// Copies box, confidence and object id from an object.
     pub fn from_object(mut self, object: &Object) -> Self {
-        self.detection.bbox = Bbox {
-            left: object.left,
-            top: object.top,
-            width: object.width,
-            height: object.height,
-        };
+        self.detection.bbox = Bbox { left: object.left, top: object.top, width: object.width, height: object.height };
         self.detection.confidence = object.confidence;
         self.detection.object_id = object.track_id();
         self
@@ -128,12 +107,7 @@ impl DetectionBuilder {
     }
 
     pub fn bbox(mut self, left: f32, top: f32, width: f32, height: f32) -> Self {
-        self.detection.bbox = Bbox {
-            left,
-            top,
-            width,
-            height,
-        };
+        self.detection.bbox = Bbox { left, top, width, height };
         self
     }
 
@@ -148,9 +122,7 @@ impl DetectionBuilder {
     }
 
     pub fn attribute(mut self, key: impl Into<String>, value: impl ToString) -> Self {
-        self.detection
-            .attributes
-            .push((key.into(), value.to_string()));
+        self.detection.attributes.push((key.into(), value.to_string()));
         self
     }
 

@@ -53,9 +53,7 @@ impl Object {
     /// Decodes one record. `bytes` must hold at least [`RECORD_SIZE`] bytes.
     #[inline]
     pub fn decode(bytes: &[u8; RECORD_SIZE]) -> Self {
-        let f = |at: usize| {
-            f32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-        };
+        let f = |at: usize| f32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
         let mut id = [0u8; 8];
         id.copy_from_slice(&bytes[24..32]);
         Object {
@@ -99,11 +97,7 @@ pub struct LayoutError {
 
 impl core::fmt::Display for LayoutError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "objects buffer of {} bytes is not a multiple of the {RECORD_SIZE}-byte record size",
-            self.len
-        )
+        write!(f, "objects buffer of {} bytes is not a multiple of the {RECORD_SIZE}-byte record size", self.len)
     }
 }
 
@@ -127,9 +121,7 @@ impl<'a> Objects<'a> {
 
     /// Wraps the whole records of a buffer, ignoring a trailing partial one.
     pub fn whole_records(bytes: &'a [u8]) -> Self {
-        Objects {
-            bytes: &bytes[..bytes.len() - bytes.len() % RECORD_SIZE],
-        }
+        Objects { bytes: &bytes[..bytes.len() - bytes.len() % RECORD_SIZE] }
     }
 
     /// Number of objects.
@@ -150,9 +142,7 @@ impl<'a> Objects<'a> {
 
     /// Iterates over the objects in buffer order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Object> + 'a {
-        self.bytes
-            .chunks_exact(RECORD_SIZE)
-            .map(|chunk| Object::decode(chunk.try_into().unwrap_or(&[0; RECORD_SIZE])))
+        self.bytes.chunks_exact(RECORD_SIZE).map(|chunk| Object::decode(chunk.try_into().unwrap_or(&[0; RECORD_SIZE])))
     }
 
     /// The underlying bytes.
@@ -198,10 +188,7 @@ mod tests {
 
     #[test]
     fn round_trip_through_view() {
-        let untracked = Object {
-            object_id: UNTRACKED,
-            ..sample()
-        };
+        let untracked = Object { object_id: UNTRACKED, ..sample() };
         let buffer = encode_objects(&[sample(), untracked]);
         let view = Objects::new(&buffer).unwrap();
         assert_eq!(view.len(), 2);
@@ -213,10 +200,7 @@ mod tests {
 
     #[test]
     fn rejects_partial_records() {
-        assert_eq!(
-            Objects::new(&[0u8; 33]).unwrap_err(),
-            LayoutError { len: 33 }
-        );
+        assert_eq!(Objects::new(&[0u8; 33]).unwrap_err(), LayoutError { len: 33 });
         assert!(Objects::new(&[]).unwrap().is_empty());
     }
 }

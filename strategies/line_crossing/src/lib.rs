@@ -16,9 +16,7 @@
 use std::collections::BTreeMap;
 
 use dshost_sdk::geometry::{normalize, Segment};
-use dshost_sdk::{
-    Detection, FrameHeader, HostContext, Level, Objects, StatefulStrategy, Strategy, StrategyInfo,
-};
+use dshost_sdk::{Detection, FrameHeader, HostContext, Level, Objects, StatefulStrategy, Strategy, StrategyInfo};
 use serde::{Deserialize, Serialize};
 
 fn default_in_name() -> String {
@@ -139,11 +137,7 @@ impl LineCrossing {
     fn totals(&self, line: &str) -> [u64; 2] {
         self.counts
             .get(line)
-            .map(|per_class| {
-                per_class
-                    .values()
-                    .fold([0, 0], |acc, c| [acc[0] + c[0], acc[1] + c[1]])
-            })
+            .map(|per_class| per_class.values().fold([0, 0], |acc, c| [acc[0] + c[0], acc[1] + c[1]]))
             .unwrap_or([0, 0])
     }
 }
@@ -166,10 +160,7 @@ impl Strategy for LineCrossing {
             return Err("`lines` must name at least one line".to_string());
         }
         if !(config.hysteresis.is_finite() && (0.0..0.5).contains(&config.hysteresis)) {
-            return Err(format!(
-                "`hysteresis` must be within 0..0.5, got {}",
-                config.hysteresis
-            ));
+            return Err(format!("`hysteresis` must be within 0..0.5, got {}", config.hysteresis));
         }
         if config.min_frames == 0 {
             return Err("`min_frames` must be at least 1".to_string());
@@ -199,13 +190,7 @@ impl Strategy for LineCrossing {
                 }
                 Some(ids)
             };
-            lines.push(Line {
-                name: line.name,
-                segment,
-                classes,
-                in_name: line.in_name,
-                out_name: line.out_name,
-            });
+            lines.push(Line { name: line.name, segment, classes, in_name: line.in_name, out_name: line.out_name });
         }
         Ok(LineCrossing {
             lines,
@@ -219,11 +204,7 @@ impl Strategy for LineCrossing {
         })
     }
 
-    fn process(
-        &mut self,
-        frame: &FrameHeader,
-        objects: Objects<'_>,
-    ) -> Result<Vec<Detection>, String> {
+    fn process(&mut self, frame: &FrameHeader, objects: Objects<'_>) -> Result<Vec<Detection>, String> {
         let now = frame.pts_ns;
         let mut crossings = Vec::new();
         for object in objects.iter() {
@@ -237,22 +218,14 @@ impl Strategy for LineCrossing {
             let track = self.tracks.entry(id).or_default();
             track.last_seen_ns = now;
             for (index, line) in self.lines.iter().enumerate() {
-                if line
-                    .classes
-                    .as_ref()
-                    .is_some_and(|c| !c.contains(&object.class_id))
-                {
+                if line.classes.as_ref().is_some_and(|c| !c.contains(&object.class_id)) {
                     continue;
                 }
                 let distance = line.segment.signed_distance(point);
                 if distance.abs() < self.hysteresis {
                     continue; // dead band: neither side
                 }
-                let side = if distance > 0.0 {
-                    Side::Right
-                } else {
-                    Side::Left
-                };
+                let side = if distance > 0.0 { Side::Right } else { Side::Left };
                 let state = track.sides.entry(line.name.clone()).or_default();
                 match state.confirmed {
                     None => state.confirmed = Some(side),
@@ -284,12 +257,7 @@ impl Strategy for LineCrossing {
                 Side::Left => (line.out_name.clone(), 1),
             };
             let name = line.name.clone();
-            let per_class = self
-                .counts
-                .entry(name.clone())
-                .or_default()
-                .entry(label.clone())
-                .or_insert([0, 0]);
+            let per_class = self.counts.entry(name.clone()).or_default().entry(label.clone()).or_insert([0, 0]);
             per_class[slot] += 1;
             let count = per_class[slot];
             let [total_in, total_out] = self.totals(&name);
@@ -307,19 +275,14 @@ impl Strategy for LineCrossing {
             );
         }
         let timeout = self.track_timeout_ns;
-        self.tracks
-            .retain(|_, track| now.saturating_sub(track.last_seen_ns) <= timeout);
+        self.tracks.retain(|_, track| now.saturating_sub(track.last_seen_ns) <= timeout);
         Ok(detections)
     }
 }
 
 impl StatefulStrategy for LineCrossing {
     fn save_state(&self) -> Vec<u8> {
-        let state = SavedState {
-            version: STATE_VERSION,
-            counts: self.counts.clone(),
-            tracks: self.tracks.clone(),
-        };
+        let state = SavedState { version: STATE_VERSION, counts: self.counts.clone(), tracks: self.tracks.clone() };
         serde_json::to_vec(&state).unwrap_or_default()
     }
 
@@ -327,13 +290,10 @@ impl StatefulStrategy for LineCrossing {
         if state.is_empty() {
             return Ok(());
         }
-        let saved: SavedState = serde_json::from_slice(state)
-            .map_err(|e| format!("cannot read saved line_crossing state: {e}"))?;
+        let saved: SavedState =
+            serde_json::from_slice(state).map_err(|e| format!("cannot read saved line_crossing state: {e}"))?;
         if saved.version > STATE_VERSION {
-            return Err(format!(
-                "saved state has version {}, this build reads up to {STATE_VERSION}",
-                saved.version
-            ));
+            return Err(format!("saved state has version {}, this build reads up to {STATE_VERSION}", saved.version));
         }
         self.counts = saved.counts;
         self.tracks = saved.tracks;
@@ -361,15 +321,7 @@ mod tests {
 
     /// An object whose bottom-centre is at (500, y).
     fn at(y: f32, id: u64) -> Object {
-        Object {
-            left: 490.0,
-            top: y - 40.0,
-            width: 20.0,
-            height: 40.0,
-            confidence: 0.9,
-            class_id: 0,
-            object_id: id,
-        }
+        Object { left: 490.0, top: y - 40.0, width: 20.0, height: 40.0, confidence: 0.9, class_id: 0, object_id: id }
     }
 
     fn run(strategy: &mut LineCrossing, frames: &[Vec<Object>]) -> Vec<Vec<(String, String)>> {
@@ -383,10 +335,7 @@ mod tests {
                 height: 1000,
             };
             let buffer = encode_objects(objects);
-            for d in strategy
-                .process(&frame, Objects::new(&buffer).unwrap())
-                .unwrap()
-            {
+            for d in strategy.process(&frame, Objects::new(&buffer).unwrap()).unwrap() {
                 out.push(d.attributes);
             }
         }
@@ -402,13 +351,7 @@ mod tests {
         let mut lc = LineCrossing::configure(CONFIG, &context()).unwrap();
         let events = run(
             &mut lc,
-            &[
-                vec![at(300.0, 1)],
-                vec![at(450.0, 1)],
-                vec![at(600.0, 1)],
-                vec![at(650.0, 1)],
-                vec![at(700.0, 1)],
-            ],
+            &[vec![at(300.0, 1)], vec![at(450.0, 1)], vec![at(600.0, 1)], vec![at(650.0, 1)], vec![at(700.0, 1)]],
         );
         assert_eq!(events.len(), 1);
         assert_eq!(attr(&events[0], "direction"), "in");
@@ -433,11 +376,7 @@ mod tests {
             vec![at(400.0, 1)],
         ];
         assert!(run(&mut lc, &frames).is_empty());
-        let untracked = vec![
-            vec![at(300.0, UNTRACKED)],
-            vec![at(700.0, UNTRACKED)],
-            vec![at(700.0, UNTRACKED)],
-        ];
+        let untracked = vec![vec![at(300.0, UNTRACKED)], vec![at(700.0, UNTRACKED)], vec![at(700.0, UNTRACKED)]];
         assert!(run(&mut lc, &untracked).is_empty());
     }
 
@@ -445,25 +384,13 @@ mod tests {
     fn crossing_beyond_segment_end_is_ignored() {
         let config = r#"{"lines": [{"name": "short", "start": [0, 0.5], "end": [0.3, 0.5]}]}"#;
         let mut lc = LineCrossing::configure(config, &context()).unwrap();
-        assert!(run(
-            &mut lc,
-            &[vec![at(300.0, 1)], vec![at(700.0, 1)], vec![at(700.0, 1)]]
-        )
-        .is_empty());
+        assert!(run(&mut lc, &[vec![at(300.0, 1)], vec![at(700.0, 1)], vec![at(700.0, 1)]]).is_empty());
     }
 
     #[test]
     fn state_survives_reload() {
         let mut old = LineCrossing::configure(CONFIG, &context()).unwrap();
-        run(
-            &mut old,
-            &[
-                vec![at(300.0, 1)],
-                vec![at(700.0, 1)],
-                vec![at(700.0, 1)],
-                vec![at(300.0, 2)],
-            ],
-        );
+        run(&mut old, &[vec![at(300.0, 1)], vec![at(700.0, 1)], vec![at(700.0, 1)], vec![at(300.0, 2)]]);
         let saved = old.save_state();
         let mut new = LineCrossing::configure(CONFIG, &context()).unwrap();
         new.load_state(&saved).unwrap();
@@ -471,9 +398,6 @@ mod tests {
         let events = run(&mut new, &[vec![at(700.0, 2)], vec![at(700.0, 2)]]);
         assert_eq!(attr(&events[0], "total_in"), "2");
         assert!(new.load_state(b"not json").is_err());
-        assert!(new
-            .load_state(br#"{"version": 99, "counts": {}, "tracks": {}}"#)
-            .unwrap_err()
-            .contains("version 99"));
+        assert!(new.load_state(br#"{"version": 99, "counts": {}, "tracks": {}}"#).unwrap_err().contains("version 99"));
     }
 }

@@ -104,10 +104,7 @@ impl Strategy for YoloFilter {
     fn configure(config: &str, context: &HostContext) -> Result<Self, String> {
         let config: Config = dshost_sdk::parse_config(config)?;
         if !(0.0..=1.0).contains(&config.min_confidence) {
-            return Err(format!(
-                "`min_confidence` must be within 0..=1, got {}",
-                config.min_confidence
-            ));
+            return Err(format!("`min_confidence` must be within 0..=1, got {}", config.min_confidence));
         }
         if !(config.min_width >= 0.0 && config.min_height >= 0.0) {
             return Err("`min_width` and `min_height` must be zero or positive".to_string());
@@ -119,16 +116,14 @@ impl Strategy for YoloFilter {
             for class in &config.classes {
                 let id = match class {
                     ClassRef::Id(id) => *id as usize,
-                    ClassRef::Label(label) => context
-                        .class_labels
-                        .iter()
-                        .position(|known| known == label)
-                        .ok_or_else(|| {
+                    ClassRef::Label(label) => {
+                        context.class_labels.iter().position(|known| known == label).ok_or_else(|| {
                             format!(
                                 "`classes`: unknown label `{label}`; the host knows: {}",
                                 context.class_labels.join(", ")
                             )
-                        })?,
+                        })?
+                    }
                 };
                 if id >= keep.len() {
                     keep.resize(id + 1, false);
@@ -140,8 +135,7 @@ impl Strategy for YoloFilter {
         let zone = match config.zone {
             None => None,
             Some(points) => Some(
-                Polygon::new(points.into_iter().map(|[x, y]| (x, y)).collect())
-                    .map_err(|e| format!("`zone`: {e}"))?,
+                Polygon::new(points.into_iter().map(|[x, y]| (x, y)).collect()).map_err(|e| format!("`zone`: {e}"))?,
             ),
         };
         if matches!(&config.pattern, Some(p) if p.is_empty()) {
@@ -159,11 +153,7 @@ impl Strategy for YoloFilter {
         })
     }
 
-    fn process(
-        &mut self,
-        frame: &FrameHeader,
-        objects: Objects<'_>,
-    ) -> Result<Vec<Detection>, String> {
+    fn process(&mut self, frame: &FrameHeader, objects: Objects<'_>) -> Result<Vec<Detection>, String> {
         let mut detections = Vec::new();
         for object in objects.iter() {
             if object.confidence < self.min_confidence
@@ -179,10 +169,7 @@ impl Strategy for YoloFilter {
                 }
             }
             detections.push(
-                dshost_sdk::detect(self.pattern_for(object.class_id))
-                    .from_object(&object)
-                    .level(self.level)
-                    .build(),
+                dshost_sdk::detect(self.pattern_for(object.class_id)).from_object(&object).level(self.level).build(),
             );
         }
         Ok(detections)
@@ -205,33 +192,17 @@ mod tests {
     }
 
     fn frame() -> FrameHeader {
-        FrameHeader {
-            source_id: "cam-1".into(),
-            frame_number: 1,
-            pts_ns: 0,
-            width: 1000,
-            height: 1000,
-        }
+        FrameHeader { source_id: "cam-1".into(), frame_number: 1, pts_ns: 0, width: 1000, height: 1000 }
     }
 
     fn object(class_id: u32, confidence: f32, left: f32, top: f32, size: f32, id: u64) -> Object {
-        Object {
-            left,
-            top,
-            width: size,
-            height: size,
-            confidence,
-            class_id,
-            object_id: id,
-        }
+        Object { left, top, width: size, height: size, confidence, class_id, object_id: id }
     }
 
     fn run(config: &str, objects: &[Object]) -> Vec<Detection> {
         let mut filter = YoloFilter::configure(config, &context()).unwrap();
         let buffer = encode_objects(objects);
-        filter
-            .process(&frame(), Objects::new(&buffer).unwrap())
-            .unwrap()
+        filter.process(&frame(), Objects::new(&buffer).unwrap()).unwrap()
     }
 
     #[test]
@@ -247,11 +218,7 @@ mod tests {
         assert_eq!(ids, vec![Some(1), Some(3)]);
         assert_eq!(kept[0].pattern, "person");
         assert_eq!(kept[1].pattern, "car");
-        assert_eq!(
-            run("{}", &objects).len(),
-            3,
-            "default min_confidence is 0.5, all classes"
-        );
+        assert_eq!(run("{}", &objects).len(), 3, "default min_confidence is 0.5, all classes");
     }
 
     #[test]

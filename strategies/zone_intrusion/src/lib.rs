@@ -71,11 +71,7 @@ fn seconds_to_ns(seconds: f64) -> u64 {
 
 impl ZoneIntrusion {
     fn event(&self, pattern: &str, zone: &Zone, object: &Object, level: Level) -> Detection {
-        let label = self
-            .labels
-            .get(object.class_id as usize)
-            .cloned()
-            .unwrap_or_default();
+        let label = self.labels.get(object.class_id as usize).cloned().unwrap_or_default();
         dshost_sdk::detect(pattern)
             .from_object(object)
             .level(level)
@@ -131,18 +127,9 @@ impl Strategy for ZoneIntrusion {
             let loiter_ns = match zone.loiter_seconds {
                 None => None,
                 Some(s) if s.is_finite() && s >= 0.0 => Some(seconds_to_ns(s)),
-                Some(s) => {
-                    return Err(format!(
-                        "{at}.loiter_seconds must be zero or positive, got {s}"
-                    ))
-                }
+                Some(s) => return Err(format!("{at}.loiter_seconds must be zero or positive, got {s}")),
             };
-            zones.push(Zone {
-                name: zone.name,
-                polygon,
-                classes,
-                loiter_ns,
-            });
+            zones.push(Zone { name: zone.name, polygon, classes, loiter_ns });
         }
         Ok(ZoneIntrusion {
             zones,
@@ -153,11 +140,7 @@ impl Strategy for ZoneIntrusion {
         })
     }
 
-    fn process(
-        &mut self,
-        frame: &FrameHeader,
-        objects: Objects<'_>,
-    ) -> Result<Vec<Detection>, String> {
+    fn process(&mut self, frame: &FrameHeader, objects: Objects<'_>) -> Result<Vec<Detection>, String> {
         let now = frame.pts_ns;
         let mut detections = Vec::new();
         for object in objects.iter() {
@@ -177,10 +160,7 @@ impl Strategy for ZoneIntrusion {
             track.last_object = object;
             let mut events = Vec::new();
             for (index, zone) in self.zones.iter().enumerate() {
-                let applies = zone
-                    .classes
-                    .as_ref()
-                    .is_none_or(|c| c.contains(&object.class_id));
+                let applies = zone.classes.as_ref().is_none_or(|c| c.contains(&object.class_id));
                 let inside = applies && zone.polygon.contains(point);
                 match (inside, track.inside.get_mut(&index)) {
                     (true, None) => {
@@ -217,15 +197,8 @@ impl Strategy for ZoneIntrusion {
         for id in lost {
             if let Some(track) = self.tracks.remove(&id) {
                 for index in track.inside.keys() {
-                    let mut detection = self.event(
-                        "zone_leave",
-                        &self.zones[*index],
-                        &track.last_object,
-                        Level::Low,
-                    );
-                    detection
-                        .attributes
-                        .push(("reason".to_string(), "lost".to_string()));
+                    let mut detection = self.event("zone_leave", &self.zones[*index], &track.last_object, Level::Low);
+                    detection.attributes.push(("reason".to_string(), "lost".to_string()));
                     detections.push(detection);
                 }
             }
@@ -253,29 +226,11 @@ mod tests {
 
     fn person_at(x: f32, id: u64) -> Object {
         // 20x40 box whose bottom-centre is at (x, 500) on a 1000x1000 frame.
-        Object {
-            left: x - 10.0,
-            top: 460.0,
-            width: 20.0,
-            height: 40.0,
-            confidence: 0.9,
-            class_id: 0,
-            object_id: id,
-        }
+        Object { left: x - 10.0, top: 460.0, width: 20.0, height: 40.0, confidence: 0.9, class_id: 0, object_id: id }
     }
 
-    fn step(
-        strategy: &mut ZoneIntrusion,
-        t: u64,
-        objects: &[Object],
-    ) -> Vec<(String, Option<u64>)> {
-        let frame = FrameHeader {
-            source_id: "cam-1".into(),
-            frame_number: t,
-            pts_ns: t,
-            width: 1000,
-            height: 1000,
-        };
+    fn step(strategy: &mut ZoneIntrusion, t: u64, objects: &[Object]) -> Vec<(String, Option<u64>)> {
+        let frame = FrameHeader { source_id: "cam-1".into(), frame_number: t, pts_ns: t, width: 1000, height: 1000 };
         let buffer = encode_objects(objects);
         strategy
             .process(&frame, Objects::new(&buffer).unwrap())
@@ -290,69 +245,32 @@ mod tests {
         let config = r#"{"zones": [{"name": "left", "polygon": [[0,0],[0.5,0],[0.5,1],[0,1]], "loiter_seconds": 3}]}"#;
         let mut zone = ZoneIntrusion::configure(config, &context()).unwrap();
         assert_eq!(step(&mut zone, 0, &[person_at(800.0, 1)]), vec![]);
-        assert_eq!(
-            step(&mut zone, SECOND, &[person_at(300.0, 1)]),
-            vec![("zone_enter".into(), Some(1))]
-        );
+        assert_eq!(step(&mut zone, SECOND, &[person_at(300.0, 1)]), vec![("zone_enter".into(), Some(1))]);
         assert_eq!(step(&mut zone, 3 * SECOND, &[person_at(300.0, 1)]), vec![]);
-        assert_eq!(
-            step(&mut zone, 4 * SECOND, &[person_at(310.0, 1)]),
-            vec![("zone_loiter".into(), Some(1))]
-        );
-        assert_eq!(
-            step(&mut zone, 5 * SECOND, &[person_at(320.0, 1)]),
-            vec![],
-            "loiter fires once per stay"
-        );
-        assert_eq!(
-            step(&mut zone, 6 * SECOND, &[person_at(700.0, 1)]),
-            vec![("zone_leave".into(), Some(1))]
-        );
-        assert_eq!(
-            step(&mut zone, 7 * SECOND, &[person_at(100.0, 2)]),
-            vec![("zone_enter".into(), Some(2))]
-        );
-        assert_eq!(
-            step(&mut zone, 10 * SECOND, &[]),
-            vec![("zone_leave".into(), Some(2))],
-            "lost track leaves"
-        );
+        assert_eq!(step(&mut zone, 4 * SECOND, &[person_at(310.0, 1)]), vec![("zone_loiter".into(), Some(1))]);
+        assert_eq!(step(&mut zone, 5 * SECOND, &[person_at(320.0, 1)]), vec![], "loiter fires once per stay");
+        assert_eq!(step(&mut zone, 6 * SECOND, &[person_at(700.0, 1)]), vec![("zone_leave".into(), Some(1))]);
+        assert_eq!(step(&mut zone, 7 * SECOND, &[person_at(100.0, 2)]), vec![("zone_enter".into(), Some(2))]);
+        assert_eq!(step(&mut zone, 10 * SECOND, &[]), vec![("zone_leave".into(), Some(2))], "lost track leaves");
     }
 
     #[test]
     fn class_filter_and_untracked_objects() {
         let config = r#"{"zones": [{"name": "road", "polygon": [[0,0],[1,0],[1,1],[0,1]], "classes": ["car"]}]}"#;
         let mut zone = ZoneIntrusion::configure(config, &context()).unwrap();
-        let untracked_car = Object {
-            class_id: 2,
-            ..person_at(500.0, dshost_sdk::UNTRACKED)
-        };
-        assert_eq!(
-            step(&mut zone, 0, &[person_at(500.0, 1), untracked_car]),
-            vec![]
-        );
-        let car = Object {
-            class_id: 2,
-            ..person_at(500.0, 5)
-        };
-        assert_eq!(
-            step(&mut zone, 1, &[car]),
-            vec![("zone_enter".into(), Some(5))]
-        );
+        let untracked_car = Object { class_id: 2, ..person_at(500.0, dshost_sdk::UNTRACKED) };
+        assert_eq!(step(&mut zone, 0, &[person_at(500.0, 1), untracked_car]), vec![]);
+        let car = Object { class_id: 2, ..person_at(500.0, 5) };
+        assert_eq!(step(&mut zone, 1, &[car]), vec![("zone_enter".into(), Some(5))]);
     }
 
     #[test]
     fn config_errors() {
         let err = |c: &str| ZoneIntrusion::configure(c, &context()).err().unwrap();
         assert!(err(r#"{"zones": []}"#).contains("at least one zone"));
-        assert!(
-            err(r#"{"zones": [{"name": "a", "polygon": [[0,0],[1,1]]}]}"#)
-                .contains("zones[0]`.polygon")
-        );
-        assert!(err(
-            r#"{"zones": [{"name": "a", "polygon": [[0,0],[1,0],[1,1]], "classes": ["cow"]}]}"#
-        )
-        .contains("unknown label `cow`"));
+        assert!(err(r#"{"zones": [{"name": "a", "polygon": [[0,0],[1,1]]}]}"#).contains("zones[0]`.polygon"));
+        assert!(err(r#"{"zones": [{"name": "a", "polygon": [[0,0],[1,0],[1,1]], "classes": ["cow"]}]}"#)
+            .contains("unknown label `cow`"));
         assert!(err(r#"{}"#).contains("missing field `zones`"));
     }
 }

@@ -55,15 +55,10 @@ impl MotionDetector {
     /// Finds moving regions relative to the previous frame. The first frame
     /// (and the first after a size change) only primes the detector.
     pub fn detect(&mut self, plane: LumaPlane<'_>) -> Vec<Detected> {
-        if plane.width == 0
-            || plane.height == 0
-            || plane.data.len() < plane.stride * (plane.height - 1) + plane.width
-        {
+        if plane.width == 0 || plane.height == 0 || plane.data.len() < plane.stride * (plane.height - 1) + plane.width {
             return Vec::new();
         }
-        let width = (self.config.analysis_width as usize)
-            .min(plane.width)
-            .max(1);
+        let width = (self.config.analysis_width as usize).min(plane.width).max(1);
         let height = (plane.height * width / plane.width).max(1);
         let primed = self.width == width && self.height == height;
         if !primed {
@@ -93,10 +88,7 @@ impl MotionDetector {
             morph(&self.mask, &mut self.scratch, width, height, false);
             std::mem::swap(&mut self.mask, &mut self.scratch);
         }
-        self.components(
-            plane.width as f32 / width as f32,
-            plane.height as f32 / height as f32,
-        )
+        self.components(plane.width as f32 / width as f32, plane.height as f32 / height as f32)
     }
 
     /// Labels 4-connected components and returns their boxes in source pixels.
@@ -181,21 +173,59 @@ fn find(parent: &mut [u32], mut label: u32) -> u32 {
     label
 }
 
-/// Area-average downscale of a luma plane.
+/// Downscales a luma plane. Small blocks are averaged whole; large blocks
+/// (a 1080p frame into 160 columns is 12x12) average a 4x4 grid of samples
+/// spread over the block: enough to suppress sensor noise at a tenth of the
+/// memory reads of a full average.
 fn downscale(plane: LumaPlane<'_>, width: usize, height: usize, out: &mut [u8]) {
     for oy in 0..height {
         let y0 = oy * plane.height / height;
         let y1 = ((oy + 1) * plane.height / height).max(y0 + 1);
+        let ys = sample_points(y0, y1);
         for ox in 0..width {
             let x0 = ox * plane.width / width;
             let x1 = ((ox + 1) * plane.width / width).max(x0 + 1);
+            let xs = sample_points(x0, x1);
             let mut sum = 0u32;
-            for y in y0..y1 {
-                let row = &plane.data[y * plane.stride + x0..y * plane.stride + x1];
-                sum += row.iter().map(|&v| u32::from(v)).sum::<u32>();
+            let mut count = 0u32;
+            for &y in ys.as_slice() {
+                let row = &plane.data[y * plane.stride..];
+                for &x in xs.as_slice() {
+                    sum += u32::from(row[x]);
+                    count += 1;
+                }
             }
-            out[oy * width + ox] = (sum / ((y1 - y0) * (x1 - x0)) as u32) as u8;
+            out[oy * width + ox] = (sum / count.max(1)) as u8;
         }
+    }
+}
+
+/// Up to four sample coordinates spread over `start..end`.
+#[derive(Clone, Copy)]
+struct Samples {
+    points: [usize; 4],
+    len: usize,
+}
+
+impl Samples {
+    fn as_slice(&self) -> &[usize] {
+        &self.points[..self.len]
+    }
+}
+
+fn sample_points(start: usize, end: usize) -> Samples {
+    let span = end - start;
+    if span <= 4 {
+        let mut points = [start; 4];
+        for (i, p) in points.iter_mut().enumerate().take(span) {
+            *p = start + i;
+        }
+        return Samples { points, len: span };
+    }
+    let step = span / 4;
+    Samples {
+        points: [start + step / 2, start + step / 2 + step, start + step / 2 + 2 * step, start + step / 2 + 3 * step],
+        len: 4,
     }
 }
 
@@ -239,20 +269,10 @@ mod tests {
 
     #[test]
     fn finds_a_moving_square_where_it_is() {
-        let config = MotionConfig {
-            analysis_width: 160,
-            threshold: 25,
-            closing: 1,
-            min_area: 0.001,
-        };
+        let config = MotionConfig { analysis_width: 160, threshold: 25, closing: 1, min_area: 0.001 };
         let mut detector = MotionDetector::new(config, 80);
         fn plane(data: &[u8]) -> LumaPlane<'_> {
-            LumaPlane {
-                data,
-                width: 320,
-                height: 240,
-                stride: 320,
-            }
+            LumaPlane { data, width: 320, height: 240, stride: 320 }
         }
         let a = frame_with_square(40, 40);
         assert!(detector.detect(plane(&a)).is_empty(), "first frame primes");
@@ -261,10 +281,7 @@ mod tests {
         // Both where the square left and where it arrived changed.
         assert_eq!(found.len(), 2, "{found:?}");
         let arrived = found.iter().find(|d| d.left > 150.0).unwrap();
-        assert!(
-            (arrived.left - 200.0).abs() <= 6.0 && (arrived.top - 120.0).abs() <= 6.0,
-            "{arrived:?}"
-        );
+        assert!((arrived.left - 200.0).abs() <= 6.0 && (arrived.top - 120.0).abs() <= 6.0, "{arrived:?}");
         assert!((arrived.width - 40.0).abs() <= 8.0, "{arrived:?}");
         assert_eq!(arrived.class_id, 80);
         let still = detector.detect(plane(&b));

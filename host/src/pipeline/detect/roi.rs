@@ -16,11 +16,7 @@ pub const OBJECT_ID_PARAM: &str = "object_id";
 
 /// Collects the buffer's ROI metas. New labels are appended to `labels`
 /// (returned `true` when that happened).
-pub fn read_rois(
-    buffer: &gst::BufferRef,
-    labels: &mut LabelTable,
-    out: &mut Vec<Detected>,
-) -> bool {
+pub fn read_rois(buffer: &gst::BufferRef, labels: &mut LabelTable, out: &mut Vec<Detected>) -> bool {
     let mut grew = false;
     for meta in buffer.iter_meta::<VideoRegionOfInterestMeta>() {
         let (x, y, w, h) = meta.rect();
@@ -67,16 +63,8 @@ pub fn attach_roi(
     object_id: u64,
 ) {
     let mut meta = VideoRegionOfInterestMeta::add(buffer, label, rect);
-    meta.add_param(
-        gst::Structure::builder(DETECTION_PARAM)
-            .field("confidence", confidence)
-            .build(),
-    );
-    meta.add_param(
-        gst::Structure::builder(OBJECT_ID_PARAM)
-            .field("id", object_id)
-            .build(),
-    );
+    meta.add_param(gst::Structure::builder(DETECTION_PARAM).field("confidence", confidence).build());
+    meta.add_param(gst::Structure::builder(OBJECT_ID_PARAM).field("id", object_id).build());
 }
 
 #[cfg(test)]
@@ -94,16 +82,10 @@ mod tests {
         }
         let mut labels = LabelTable::coco();
         let mut out = Vec::new();
-        assert!(
-            read_rois(&buffer, &mut labels, &mut out),
-            "forklift is a new label"
-        );
+        assert!(read_rois(&buffer, &mut labels, &mut out), "forklift is a new label");
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].class_id, 0);
-        assert_eq!(
-            (out[0].left, out[0].top, out[0].width, out[0].height),
-            (10.0, 20.0, 30.0, 40.0)
-        );
+        assert_eq!((out[0].left, out[0].top, out[0].width, out[0].height), (10.0, 20.0, 30.0, 40.0));
         assert!((out[0].confidence - 0.87).abs() < 1e-6);
         assert_eq!(out[0].object_id, Some(5));
         assert_eq!(labels.label(out[1].class_id), Some("forklift"));

@@ -19,11 +19,7 @@ pub struct IouTracker {
 
 impl IouTracker {
     pub fn new(config: TrackerConfig) -> Self {
-        IouTracker {
-            config,
-            tracks: Vec::new(),
-            next_id: 1,
-        }
+        IouTracker { config, tracks: Vec::new(), next_id: 1 }
     }
 
     /// Assigns ids to `detections` that have none, in place.
@@ -68,11 +64,7 @@ impl IouTracker {
                 let id = self.next_id;
                 self.next_id += 1;
                 detection.object_id = Some(id);
-                self.tracks.push(Track {
-                    id,
-                    last: *detection,
-                    missed: 0,
-                });
+                self.tracks.push(Track { id, last: *detection, missed: 0 });
             }
         }
     }
@@ -83,47 +75,24 @@ mod tests {
     use super::*;
 
     fn boxed(left: f32, class_id: u32) -> Detected {
-        Detected {
-            left,
-            top: 10.0,
-            width: 20.0,
-            height: 20.0,
-            confidence: 0.9,
-            class_id,
-            object_id: None,
-        }
+        Detected { left, top: 10.0, width: 20.0, height: 20.0, confidence: 0.9, class_id, object_id: None }
     }
 
     #[test]
     fn keeps_ids_across_frames_and_expires_tracks() {
-        let mut tracker = IouTracker::new(TrackerConfig {
-            enabled: true,
-            iou_threshold: 0.3,
-            max_missed_frames: 1,
-        });
+        let mut tracker = IouTracker::new(TrackerConfig { enabled: true, iou_threshold: 0.3, max_missed_frames: 1 });
         let mut first = [boxed(0.0, 0), boxed(100.0, 0)];
         tracker.update(&mut first);
         assert_eq!((first[0].object_id, first[1].object_id), (Some(1), Some(2)));
         let mut second = [boxed(103.0, 0), boxed(2.0, 0), boxed(2.0, 5)];
         tracker.update(&mut second);
-        assert_eq!(
-            second.map(|d| d.object_id),
-            [Some(2), Some(1), Some(3)],
-            "class 5 never matches class 0"
-        );
+        assert_eq!(second.map(|d| d.object_id), [Some(2), Some(1), Some(3)], "class 5 never matches class 0");
         tracker.update(&mut []);
         tracker.update(&mut []);
         let mut later = [boxed(2.0, 0)];
         tracker.update(&mut later);
-        assert_eq!(
-            later[0].object_id,
-            Some(4),
-            "expired tracks are not revived"
-        );
-        let mut upstream = [Detected {
-            object_id: Some(77),
-            ..boxed(2.0, 0)
-        }];
+        assert_eq!(later[0].object_id, Some(4), "expired tracks are not revived");
+        let mut upstream = [Detected { object_id: Some(77), ..boxed(2.0, 0) }];
         tracker.update(&mut upstream);
         assert_eq!(upstream[0].object_id, Some(77), "upstream ids are kept");
     }

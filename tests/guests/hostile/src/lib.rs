@@ -46,53 +46,32 @@ pub struct Hostile {
 
 fn valid(frame: &FrameHeader) -> Detection {
     dshost_sdk::detect("valid")
-        .bbox(
-            0.0,
-            0.0,
-            frame.width as f32 / 2.0,
-            frame.height as f32 / 2.0,
-        )
+        .bbox(0.0, 0.0, frame.width as f32 / 2.0, frame.height as f32 / 2.0)
         .confidence(0.5)
         .build()
 }
 
 impl Strategy for Hostile {
     fn describe() -> StrategyInfo {
-        dshost_sdk::info(
-            "hostile",
-            "0.0.1",
-            "test fixture that misbehaves on purpose",
-        )
+        dshost_sdk::info("hostile", "0.0.1", "test fixture that misbehaves on purpose")
     }
 
     fn configure(config: &str, _context: &HostContext) -> Result<Self, String> {
         let config: Config = dshost_sdk::parse_config(config)?;
         match config.mode {
-            Mode::ConfigureError => {
-                return Err("configure refused: this fixture always fails here".to_string())
-            }
+            Mode::ConfigureError => return Err("configure refused: this fixture always fails here".to_string()),
             Mode::LoopInConfigure => spin_forever(),
             _ => {}
         }
-        Ok(Hostile {
-            mode: config.mode,
-            n: config.n.max(1),
-            calls: 0,
-            hoard: Vec::new(),
-        })
+        Ok(Hostile { mode: config.mode, n: config.n.max(1), calls: 0, hoard: Vec::new() })
     }
 
-    fn process(
-        &mut self,
-        frame: &FrameHeader,
-        objects: Objects<'_>,
-    ) -> Result<Vec<Detection>, String> {
+    fn process(&mut self, frame: &FrameHeader, objects: Objects<'_>) -> Result<Vec<Detection>, String> {
         self.calls += 1;
         match self.mode {
-            Mode::WellBehaved | Mode::ConfigureError | Mode::LoopInConfigure => Ok(objects
-                .iter()
-                .map(|o| dshost_sdk::detect("object").from_object(&o).build())
-                .collect()),
+            Mode::WellBehaved | Mode::ConfigureError | Mode::LoopInConfigure => {
+                Ok(objects.iter().map(|o| dshost_sdk::detect("object").from_object(&o).build()).collect())
+            }
             Mode::InfiniteLoop => spin_forever(),
             Mode::MemoryGrowth => loop {
                 let mut chunk = vec![0u8; 8 << 20];
@@ -109,23 +88,15 @@ impl Strategy for Hostile {
             Mode::MillionDetections => Ok((0..1_000_000).map(|_| valid(frame)).collect()),
             Mode::BadNumbers => Ok(vec![
                 dshost_sdk::detect("nan").confidence(f32::NAN).build(),
-                dshost_sdk::detect("negative")
-                    .bbox(10.0, 10.0, -5.0, 20.0)
-                    .build(),
-                dshost_sdk::detect("outside")
-                    .bbox(-500.0, -500.0, 10.0, 10.0)
-                    .build(),
+                dshost_sdk::detect("negative").bbox(10.0, 10.0, -5.0, 20.0).build(),
+                dshost_sdk::detect("outside").bbox(-500.0, -500.0, 10.0, 10.0).build(),
                 dshost_sdk::detect("too_confident").confidence(3.0).build(),
-                dshost_sdk::detect("infinite")
-                    .bbox(0.0, 0.0, f32::INFINITY, 1.0)
-                    .build(),
+                dshost_sdk::detect("infinite").bbox(0.0, 0.0, f32::INFINITY, 1.0).build(),
                 valid(frame),
             ]),
             Mode::HugeStrings => Ok(vec![
                 dshost_sdk::detect("x".repeat(4 << 20)).build(),
-                dshost_sdk::detect("long_attribute")
-                    .attribute("k", "v".repeat(4 << 20))
-                    .build(),
+                dshost_sdk::detect("long_attribute").attribute("k", "v".repeat(4 << 20)).build(),
                 valid(frame),
             ]),
             Mode::GuestError => Err(format!("guest error on frame {}", frame.frame_number)),

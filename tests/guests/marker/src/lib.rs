@@ -4,11 +4,7 @@
 
 use dshost_sdk::{Detection, FrameHeader, HostContext, Objects, Strategy, StrategyInfo};
 
-const VARIANT: &str = if cfg!(feature = "variant-b") {
-    "b"
-} else {
-    "a"
-};
+const VARIANT: &str = if cfg!(feature = "variant-b") { "b" } else { "a" };
 
 pub struct Marker;
 
@@ -16,11 +12,7 @@ impl Strategy for Marker {
     fn describe() -> StrategyInfo {
         dshost_sdk::info(
             "marker",
-            if cfg!(feature = "variant-b") {
-                "2.0.0"
-            } else {
-                "1.0.0"
-            },
+            if cfg!(feature = "variant-b") { "2.0.0" } else { "1.0.0" },
             "one detection per frame naming the build",
         )
     }
@@ -29,11 +21,7 @@ impl Strategy for Marker {
         Ok(Marker)
     }
 
-    fn process(
-        &mut self,
-        frame: &FrameHeader,
-        objects: Objects<'_>,
-    ) -> Result<Vec<Detection>, String> {
+    fn process(&mut self, frame: &FrameHeader, objects: Objects<'_>) -> Result<Vec<Detection>, String> {
         Ok(vec![dshost_sdk::detect(VARIANT)
             .bbox(0.0, 0.0, frame.width as f32, frame.height as f32)
             .attribute("objects", objects.len())

@@ -1,0 +1,4 @@
+//! Operations: Prometheus metrics, health, and the HTTP control API.
+
+pub mod http;
+pub mod metrics;
