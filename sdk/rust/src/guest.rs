@@ -145,31 +145,7 @@ pub fn log(level: LogLevel, message: &str) {
 macro_rules! export_strategy {
     ($strategy:ty) => {
         const _: () = {
-            ::std::thread_local! {
-                static INSTANCE: ::core::cell::RefCell<::core::option::Option<$strategy>> =
-                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
-            }
-            #[allow(dead_code)]
-            struct DshostStrategyExport;
-            impl $crate::bindings::stateless::exports::dshost::strategy::handler::Guest for DshostStrategyExport {
-                fn describe() -> $crate::StrategyInfo {
-                    <$strategy as $crate::Strategy>::describe()
-                }
-                fn configure(
-                    config: ::std::string::String,
-                    context: $crate::HostContext,
-                ) -> ::core::result::Result<(), ::std::string::String> {
-                    let instance = <$strategy as $crate::Strategy>::configure(&config, &context)?;
-                    INSTANCE.with(|slot| *slot.borrow_mut() = ::core::option::Option::Some(instance));
-                    ::core::result::Result::Ok(())
-                }
-                fn process(
-                    frame: $crate::FrameHeader,
-                    objects: ::std::vec::Vec<u8>,
-                ) -> ::core::result::Result<::std::vec::Vec<$crate::Detection>, ::std::string::String> {
-                    $crate::__process::<$strategy>(&INSTANCE, &frame, &objects)
-                }
-            }
+            $crate::__strategy_instance!($strategy, $crate::bindings::stateless::exports::dshost::strategy::handler::Guest);
             // Only components export the contract's symbols; native builds
             // (unit tests) would fail to link names like `dshost:strategy/...`.
             #[cfg(target_arch = "wasm32")]
@@ -183,31 +159,7 @@ macro_rules! export_strategy {
 macro_rules! export_stateful_strategy {
     ($strategy:ty) => {
         const _: () = {
-            ::std::thread_local! {
-                static INSTANCE: ::core::cell::RefCell<::core::option::Option<$strategy>> =
-                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
-            }
-            #[allow(dead_code)]
-            struct DshostStrategyExport;
-            impl $crate::bindings::stateful::exports::dshost::strategy::handler::Guest for DshostStrategyExport {
-                fn describe() -> $crate::StrategyInfo {
-                    <$strategy as $crate::Strategy>::describe()
-                }
-                fn configure(
-                    config: ::std::string::String,
-                    context: $crate::HostContext,
-                ) -> ::core::result::Result<(), ::std::string::String> {
-                    let instance = <$strategy as $crate::Strategy>::configure(&config, &context)?;
-                    INSTANCE.with(|slot| *slot.borrow_mut() = ::core::option::Option::Some(instance));
-                    ::core::result::Result::Ok(())
-                }
-                fn process(
-                    frame: $crate::FrameHeader,
-                    objects: ::std::vec::Vec<u8>,
-                ) -> ::core::result::Result<::std::vec::Vec<$crate::Detection>, ::std::string::String> {
-                    $crate::__process::<$strategy>(&INSTANCE, &frame, &objects)
-                }
-            }
+            $crate::__strategy_instance!($strategy, $crate::bindings::stateful::exports::dshost::strategy::handler::Guest);
             impl $crate::bindings::stateful::exports::dshost::strategy::state::Guest for DshostStrategyExport {
                 fn save_state() -> ::std::vec::Vec<u8> {
                     INSTANCE.with(|slot| {
@@ -231,6 +183,41 @@ macro_rules! export_stateful_strategy {
             #[cfg(target_arch = "wasm32")]
             $crate::bindings::stateful::__export_stateful_bindings!(DshostStrategyExport with_types_in $crate::bindings::stateful);
         };
+    };
+}
+
+/// The per-instance slot and the `handler` implementation shared by both
+/// export macros (names resolve at the caller: `INSTANCE`,
+/// `DshostStrategyExport`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __strategy_instance {
+    ($strategy:ty, $guest:path) => {
+        ::std::thread_local! {
+            static INSTANCE: ::core::cell::RefCell<::core::option::Option<$strategy>> =
+                const { ::core::cell::RefCell::new(::core::option::Option::None) };
+        }
+        #[allow(dead_code)]
+        struct DshostStrategyExport;
+        impl $guest for DshostStrategyExport {
+            fn describe() -> $crate::StrategyInfo {
+                <$strategy as $crate::Strategy>::describe()
+            }
+            fn configure(
+                config: ::std::string::String,
+                context: $crate::HostContext,
+            ) -> ::core::result::Result<(), ::std::string::String> {
+                let instance = <$strategy as $crate::Strategy>::configure(&config, &context)?;
+                INSTANCE.with(|slot| *slot.borrow_mut() = ::core::option::Option::Some(instance));
+                ::core::result::Result::Ok(())
+            }
+            fn process(
+                frame: $crate::FrameHeader,
+                objects: ::std::vec::Vec<u8>,
+            ) -> ::core::result::Result<::std::vec::Vec<$crate::Detection>, ::std::string::String> {
+                $crate::__process::<$strategy>(&INSTANCE, &frame, &objects)
+            }
+        }
     };
 }
 
