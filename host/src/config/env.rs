@@ -1,5 +1,9 @@
 //! `DSHOST_`-prefixed environment overrides for scalar settings.
 //!
+//! Only variables with a `__` are overrides (every setting lives inside a
+//! section), so unrelated `DSHOST_*` variables are left alone; a `__`
+//! variable naming an unknown section is an error, which catches typos.
+//!
 //! `DSHOST_<SECTION>__<KEY>[__<KEY>...]=VALUE` sets the scalar at that path,
 //! lower-cased, with `__` between levels; the value is read as YAML (so
 //! `32`, `true` and `0.5` keep their types). Examples:
@@ -17,8 +21,9 @@ const COMMAND_LINE: [&str; 2] = ["DSHOST_DATA_DIR", "DSHOST_LOG_FORMAT"];
 /// (path, message).
 pub fn apply_overrides(root: &mut Value, vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
     let mut problems = Vec::new();
-    let mut overrides: Vec<(String, String)> =
-        vars.filter(|(k, _)| k.starts_with(PREFIX) && !COMMAND_LINE.contains(&k.as_str())).collect();
+    let mut overrides: Vec<(String, String)> = vars
+        .filter(|(k, _)| k.starts_with(PREFIX) && k.contains("__") && !COMMAND_LINE.contains(&k.as_str()))
+        .collect();
     overrides.sort();
     for (name, text) in overrides {
         let path: Vec<String> = name[PREFIX.len()..].split("__").map(str::to_lowercase).collect();
@@ -68,11 +73,13 @@ mod tests {
             ("DSHOST_MONITORING__HTTP__TOKEN".to_string(), "s3cret".to_string()),
             ("DSHOST_DATA_DIR".to_string(), "/x".to_string()),
             ("OTHER".to_string(), "1".to_string()),
+            ("DSHOST_BENCH_FRAMES".to_string(), "300".to_string()),
         ];
         assert!(apply_overrides(&mut root, vars.into_iter()).is_empty());
         assert_eq!(root["pipeline"]["queue_depth"], Value::Number(32.into()));
         assert_eq!(root["monitoring"]["http"]["token"], Value::String("s3cret".into()));
         assert!(root.get("data_dir").is_none());
+        assert!(root.get("bench_frames").is_none(), "variables without `__` are not overrides");
     }
 
     #[test]

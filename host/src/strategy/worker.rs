@@ -119,6 +119,7 @@ impl Worker {
             }
         }
         self.metrics.strategy_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.metrics.latency.observe(frame.captured_at.elapsed());
         self.metrics.frames_to_strategies.fetch_add(1, Ordering::Relaxed);
         self.queue.recycle(frame.objects);
     }
