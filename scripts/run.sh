@@ -7,8 +7,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-bash scripts/setup.sh
+# Setup and build talk on stderr: stdout carries only alerts.
+bash scripts/setup.sh >&2
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dshost/target}"
-bash scripts/build-strategies.sh
+bash scripts/build-strategies.sh >&2
 cargo build --quiet --release -p dshost
 exec "$CARGO_TARGET_DIR/release/dshost" --strategy target/strategies/yolo_filter.wasm "$@"

@@ -156,7 +156,10 @@ impl AlertOutput {
             self.count.store(count, Ordering::Relaxed);
             if let Some(out) = &mut self.jsonl {
                 if let Err(error) = writeln!(out, "{}", alert.to_json_line()) {
-                    tracing::error!(error = %error, "cannot write an alert line");
+                    // A closed pipe or a full disk: say it once, stop writing
+                    // there, and keep the pipeline and the other outputs going.
+                    tracing::error!(error = %error, "cannot write alert lines; JSON-lines output stopped");
+                    self.jsonl = None;
                 }
             }
             if self.readable {
