@@ -67,6 +67,22 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, S
     serde_json::from_str(text).map_err(|e| format!("invalid config: {e}"))
 }
 
+/// The class id of `label` in the host's label table; the error names the
+/// label and lists the known ones.
+pub fn class_id(context: &HostContext, label: &str) -> Result<u32, String> {
+    context
+        .class_labels
+        .iter()
+        .position(|known| known == label)
+        .map(|id| id as u32)
+        .ok_or_else(|| format!("unknown label `{label}`; the host knows: {}", context.class_labels.join(", ")))
+}
+
+/// Class ids of several labels (see [`class_id`]).
+pub fn class_ids(context: &HostContext, labels: &[String]) -> Result<Vec<u32>, String> {
+    labels.iter().map(|label| class_id(context, label)).collect()
+}
+
 /// Looks up the label of a class id in the host's label table.
 pub fn label_of(context: &HostContext, class_id: u32) -> Option<&str> {
     context.class_labels.get(class_id as usize).map(String::as_str)

@@ -179,16 +179,7 @@ impl Strategy for LineCrossing {
             let classes = if line.classes.is_empty() {
                 None
             } else {
-                let mut ids = Vec::new();
-                for label in &line.classes {
-                    let id = context
-                        .class_labels
-                        .iter()
-                        .position(|known| known == label)
-                        .ok_or_else(|| format!("{at}.classes: unknown label `{label}`"))?;
-                    ids.push(id as u32);
-                }
-                Some(ids)
+                Some(dshost_sdk::class_ids(context, &line.classes).map_err(|e| format!("{at}.classes: {e}"))?)
             };
             lines.push(Line { name: line.name, segment, classes, in_name: line.in_name, out_name: line.out_name });
         }

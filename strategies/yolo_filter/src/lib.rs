@@ -117,12 +117,7 @@ impl Strategy for YoloFilter {
                 let id = match class {
                     ClassRef::Id(id) => *id as usize,
                     ClassRef::Label(label) => {
-                        context.class_labels.iter().position(|known| known == label).ok_or_else(|| {
-                            format!(
-                                "`classes`: unknown label `{label}`; the host knows: {}",
-                                context.class_labels.join(", ")
-                            )
-                        })?
+                        dshost_sdk::class_id(context, label).map_err(|e| format!("`classes`: {e}"))? as usize
                     }
                 };
                 if id >= keep.len() {

@@ -113,16 +113,8 @@ impl Strategy for ZoneIntrusion {
             let classes = if zone.classes.is_empty() {
                 None
             } else {
-                let mut ids = BTreeSet::new();
-                for label in &zone.classes {
-                    let id = context
-                        .class_labels
-                        .iter()
-                        .position(|known| known == label)
-                        .ok_or_else(|| format!("{at}.classes: unknown label `{label}`"))?;
-                    ids.insert(id as u32);
-                }
-                Some(ids)
+                let ids = dshost_sdk::class_ids(context, &zone.classes).map_err(|e| format!("{at}.classes: {e}"))?;
+                Some(ids.into_iter().collect())
             };
             let loiter_ns = match zone.loiter_seconds {
                 None => None,
