@@ -23,6 +23,8 @@ pub struct MotionDetector {
     current: Vec<u8>,
     mask: Vec<u8>,
     scratch: Vec<u8>,
+    /// Intermediate rows of the separable morphology.
+    rows: Vec<u8>,
     labels: Vec<u32>,
     parent: Vec<u32>,
 }
@@ -47,6 +49,7 @@ impl MotionDetector {
             current: Vec::new(),
             mask: Vec::new(),
             scratch: Vec::new(),
+            rows: Vec::new(),
             labels: Vec::new(),
             parent: Vec::new(),
         }
@@ -68,6 +71,7 @@ impl MotionDetector {
             self.current = vec![0; width * height];
             self.mask = vec![0; width * height];
             self.scratch = vec![0; width * height];
+            self.rows = vec![0; width * height];
             self.labels = vec![0; width * height];
         }
         downscale(plane, width, height, &mut self.current);
@@ -81,11 +85,11 @@ impl MotionDetector {
         }
         std::mem::swap(&mut self.previous, &mut self.current);
         for _ in 0..self.config.closing {
-            morph(&self.mask, &mut self.scratch, width, height, true);
+            morph(&self.mask, &mut self.scratch, &mut self.rows, width, height, true);
             std::mem::swap(&mut self.mask, &mut self.scratch);
         }
         for _ in 0..self.config.closing {
-            morph(&self.mask, &mut self.scratch, width, height, false);
+            morph(&self.mask, &mut self.scratch, &mut self.rows, width, height, false);
             std::mem::swap(&mut self.mask, &mut self.scratch);
         }
         self.components(plane.width as f32 / width as f32, plane.height as f32 / height as f32)
@@ -229,25 +233,41 @@ fn sample_points(start: usize, end: usize) -> Samples {
     }
 }
 
-/// One 3x3 dilation (`grow`) or erosion step.
-fn morph(input: &[u8], output: &mut [u8], width: usize, height: usize, grow: bool) {
-    for y in 0..height {
+/// One 3x3 dilation (`grow`) or erosion step on a 0/1 mask, done as a
+/// horizontal then a vertical 3-tap pass (a 3x3 max/min is separable):
+/// 6 reads per pixel instead of 9, no bounds checks inside rows. Outside the
+/// image counts as 0.
+fn morph(input: &[u8], output: &mut [u8], rows: &mut [u8], width: usize, height: usize, grow: bool) {
+    let pick = |a: u8, b: u8| if grow { a.max(b) } else { a.min(b) };
+    for (row_in, row_out) in input.chunks_exact(width).zip(rows.chunks_exact_mut(width)) {
         for x in 0..width {
-            let mut any = false;
-            let mut all = true;
-            for dy in -1i32..=1 {
-                for dx in -1i32..=1 {
-                    let (nx, ny) = (x as i32 + dx, y as i32 + dy);
-                    let v = if nx < 0 || ny < 0 || nx >= width as i32 || ny >= height as i32 {
-                        0
-                    } else {
-                        input[ny as usize * width + nx as usize]
-                    };
-                    any |= v != 0;
-                    all &= v != 0;
+            let left = if x > 0 { row_in[x - 1] } else { 0 };
+            let right = if x + 1 < width { row_in[x + 1] } else { 0 };
+            row_out[x] = pick(pick(left, row_in[x]), right);
+        }
+    }
+    for y in 0..height {
+        let current = &rows[y * width..(y + 1) * width];
+        let out = &mut output[y * width..(y + 1) * width];
+        match (y.checked_sub(1), (y + 1 < height).then_some(y + 1)) {
+            (Some(up), Some(down)) => {
+                let (above, below) = (&rows[up * width..(up + 1) * width], &rows[down * width..(down + 1) * width]);
+                for x in 0..width {
+                    out[x] = pick(pick(above[x], current[x]), below[x]);
                 }
             }
-            output[y * width + x] = u8::from(if grow { any } else { all });
+            // First or last row: the missing neighbour row is 0.
+            (Some(other), None) | (None, Some(other)) => {
+                let neighbour = &rows[other * width..(other + 1) * width];
+                for x in 0..width {
+                    out[x] = pick(pick(neighbour[x], current[x]), 0);
+                }
+            }
+            (None, None) => {
+                for x in 0..width {
+                    out[x] = pick(current[x], 0);
+                }
+            }
         }
     }
 }
@@ -255,6 +275,44 @@ fn morph(input: &[u8], output: &mut [u8], width: usize, height: usize, grow: boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The textbook 3x3 version, as the reference for the separable one.
+    fn morph_reference(input: &[u8], width: usize, height: usize, grow: bool) -> Vec<u8> {
+        let mut output = vec![0; width * height];
+        for y in 0..height {
+            for x in 0..width {
+                let (mut any, mut all) = (false, true);
+                for dy in -1i32..=1 {
+                    for dx in -1i32..=1 {
+                        let (nx, ny) = (x as i32 + dx, y as i32 + dy);
+                        let inside = nx >= 0 && ny >= 0 && nx < width as i32 && ny < height as i32;
+                        let v = inside && input[ny as usize * width + nx as usize] != 0;
+                        any |= v;
+                        all &= v;
+                    }
+                }
+                output[y * width + x] = u8::from(if grow { any } else { all });
+            }
+        }
+        output
+    }
+
+    #[test]
+    fn separable_morphology_matches_the_reference() {
+        let (width, height) = (23, 17);
+        let mut state = 12345u32;
+        let mask: Vec<u8> = (0..width * height)
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                u8::from(!(state >> 16).is_multiple_of(3))
+            })
+            .collect();
+        for grow in [true, false] {
+            let (mut out, mut rows) = (vec![0; width * height], vec![0; width * height]);
+            morph(&mask, &mut out, &mut rows, width, height, grow);
+            assert_eq!(out, morph_reference(&mask, width, height, grow), "grow={grow}");
+        }
+    }
 
     fn frame_with_square(x: usize, y: usize) -> Vec<u8> {
         let (w, h) = (320, 240);
