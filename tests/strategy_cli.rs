@@ -59,6 +59,22 @@ fn replay(config: &str) -> Output {
     ])
 }
 
+/// Replays the street fixture through `strategy` with `config` as its config file.
+fn replay_inline(strategy: &str, config: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    dshost(&[
+        "strategy",
+        "test",
+        &path(common::strategy(strategy)),
+        "--frames",
+        &path(common::fixture("frames/street.jsonl")),
+        "--config",
+        &path(config_path),
+    ])
+}
+
 #[test]
 fn strategy_test_prints_the_expected_detections() {
     for (config, expect) in [
@@ -75,18 +91,7 @@ fn strategy_test_prints_the_expected_detections() {
 
 #[test]
 fn strategy_test_reports_a_bad_config_and_exits_non_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bad.yaml");
-    std::fs::write(&config, "classes: [unicorn]\n").unwrap();
-    let output = dshost(&[
-        "strategy",
-        "test",
-        &path(common::strategy("yolo_filter")),
-        "--frames",
-        &path(common::fixture("frames/street.jsonl")),
-        "--config",
-        &path(config),
-    ]);
+    let output = replay_inline("yolo_filter", "classes: [unicorn]\n");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown label `unicorn`"), "{stderr}");
@@ -94,18 +99,7 @@ fn strategy_test_reports_a_bad_config_and_exits_non_zero() {
 
 #[test]
 fn strategy_test_exits_3_when_the_strategy_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hostile.yaml");
-    std::fs::write(&config, "mode: bad_numbers\n").unwrap();
-    let output = dshost(&[
-        "strategy",
-        "test",
-        &path(common::strategy("hostile")),
-        "--frames",
-        &path(common::fixture("frames/street.jsonl")),
-        "--config",
-        &path(config),
-    ]);
+    let output = replay_inline("hostile", "mode: bad_numbers\n");
     assert_eq!(output.status.code(), Some(3));
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 4, "one valid detection per frame");
     let stderr = String::from_utf8_lossy(&output.stderr);
