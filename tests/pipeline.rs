@@ -293,3 +293,38 @@ fn sources_are_added_and_removed_at_run_time_without_disturbing_others() {
     assert_eq!(summaries.len(), 1);
     assert_eq!(summaries[0].restarts, 0);
 }
+
+#[test]
+fn the_throttle_turns_a_stream_of_detections_into_one_alert_per_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = 150;
+    let config = write(
+        dir.path(),
+        "throttled.yaml",
+        &format!(
+            "sources:\n  - id: street\n    uri: scene://?seed=3&width=960&height=540&fps=30&frames={frames}&realtime=false\n\
+             strategies:\n  - path: {}\n    config: {{min_confidence: 0.0}}\n\
+             alerts:\n  throttle:\n    cooldown_seconds: 60\n",
+            common::strategy("yolo_filter").display()
+        ),
+    );
+    let output = dshost(&["run", "--config", &config, "--alerts-jsonl", "-"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let alerts = json_lines(&String::from_utf8_lossy(&output.stdout));
+    let scene =
+        Scene::new(3, SyntheticFormat { width: 960, height: 540, fps: 30, realtime: false, frames: Some(frames) });
+    let mut pixels = Vec::new();
+    let mut detections = 0;
+    let mut objects = BTreeSet::new();
+    for n in 0..frames {
+        for (object, _) in scene.render(n, &mut pixels) {
+            detections += 1;
+            objects.insert(object.id);
+        }
+    }
+    let alerted: BTreeSet<u64> = alerts.iter().map(|a| a["object_id"].as_u64().unwrap()).collect();
+    assert_eq!(alerts.len(), objects.len(), "one alert per object within the cooldown");
+    assert_eq!(alerted, objects);
+    let summary = stderr(&output);
+    assert!(summary.contains(&format!("suppressed: cooldown={}", detections - objects.len())), "{summary}");
+}

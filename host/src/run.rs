@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::cli::{RecordArgs, RunArgs};
-use dshost::alerts::Alert;
+use dshost::alerts::{Alert, AlertStats, Suppression, Throttle};
 use dshost::config::{self, Config, SourceConfig, StrategyConfig};
 use dshost::frame::jsonl::FrameLine;
 use dshost::frame::LabelTable;
@@ -121,61 +121,63 @@ fn start_sources(runtime: &Runtime, config: &Config) -> Result<()> {
 struct AlertOutput {
     readable: bool,
     jsonl: Option<Box<dyn Write + Send>>,
-    /// Alerts written, for the metrics endpoint.
-    count: Arc<std::sync::atomic::AtomicU64>,
+    /// Counters for the metrics endpoint.
+    stats: Arc<AlertStats>,
+    throttle: Throttle,
 }
 
 impl AlertOutput {
-    fn new(target: Option<&str>) -> Result<Self> {
+    fn new(target: Option<&str>, throttle: Throttle) -> Result<Self> {
+        let stats = Arc::new(AlertStats::default());
         Ok(match target {
-            None => AlertOutput { readable: true, jsonl: None, count: Default::default() },
-            Some("-") => {
-                AlertOutput { readable: false, jsonl: Some(Box::new(std::io::stdout())), count: Default::default() }
-            }
+            None => AlertOutput { readable: true, jsonl: None, stats, throttle },
+            Some("-") => AlertOutput { readable: false, jsonl: Some(Box::new(std::io::stdout())), stats, throttle },
             Some(path) => {
                 let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
                     .with_context(|| format!("cannot open the alerts file {path}"))?;
-                AlertOutput {
-                    readable: true,
-                    jsonl: Some(Box::new(std::io::BufWriter::new(file))),
-                    count: Default::default(),
-                }
+                AlertOutput { readable: true, jsonl: Some(Box::new(std::io::BufWriter::new(file))), stats, throttle }
             }
         })
     }
 
-    /// Writes alerts until every sender is gone; returns how many.
+    /// Throttles and writes alerts until every sender is gone; returns how
+    /// many were written.
     fn run(mut self, alerts: Receiver<Alert>) -> u64 {
-        let mut count = 0;
-        let stdout = std::io::stdout();
         while let Ok(alert) = alerts.recv() {
-            count += 1;
-            self.count.store(count, Ordering::Relaxed);
-            if let Some(out) = &mut self.jsonl {
-                if let Err(error) = writeln!(out, "{}", alert.to_json_line()) {
-                    // A closed pipe or a full disk: say it once, stop writing
-                    // there, and keep the pipeline and the other outputs going.
-                    tracing::error!(error = %error, "cannot write alert lines; JSON-lines output stopped");
-                    self.jsonl = None;
-                }
+            for alert in self.throttle.admit(alert, std::time::Instant::now()) {
+                self.write(&alert);
             }
-            if self.readable {
-                let mut out = stdout.lock();
-                let _ = writeln!(out, "{}", readable(&alert));
+            for (reason, count) in self.throttle.suppressed() {
+                self.stats.set_suppressed(*reason, *count);
             }
-            // Alerts must appear promptly; the JSON writer is buffered so a
-            // burst costs one write, flushed here per alert.
-            if let Some(out) = &mut self.jsonl {
-                let _ = out.flush();
-            }
+        }
+        for alert in self.throttle.drain() {
+            self.write(&alert);
         }
         if let Some(out) = &mut self.jsonl {
             let _ = out.flush();
         }
-        count
+        self.stats.emitted.load(Ordering::Relaxed)
+    }
+
+    fn write(&mut self, alert: &Alert) {
+        self.stats.emitted.fetch_add(1, Ordering::Relaxed);
+        if let Some(out) = &mut self.jsonl {
+            // Alerts must appear promptly: one line, one flush.
+            let written = writeln!(out, "{}", alert.to_json_line()).and_then(|()| out.flush());
+            if let Err(error) = written {
+                // A closed pipe or a full disk: say it once, stop writing
+                // there, and keep the pipeline and the other outputs going.
+                tracing::error!(error = %error, "cannot write alert lines; JSON-lines output stopped");
+                self.jsonl = None;
+            }
+        }
+        if self.readable {
+            let _ = writeln!(std::io::stdout().lock(), "{}", readable(alert));
+        }
     }
 }
 
@@ -261,7 +263,7 @@ fn status_line(previous: &[SourceSummary], current: &[SourceSummary], seconds: f
     format!("{} | alerts {alerts}", parts.join(" | "))
 }
 
-fn print_summary(summaries: &[SourceSummary], alerts: u64) {
+fn print_summary(summaries: &[SourceSummary], alerts: u64, stats: &AlertStats) {
     for s in summaries {
         eprintln!(
             "summary {}: {} frames decoded, {} given to strategies, {} dropped (strategy_backlog), {} restarts, {} objects, {} detections, state {}{}",
@@ -276,7 +278,17 @@ fn print_summary(summaries: &[SourceSummary], alerts: u64) {
             s.last_error.as_ref().map(|e| format!(", last error: {e}")).unwrap_or_default()
         );
     }
-    eprintln!("summary: {alerts} alerts");
+    let suppressed: Vec<String> = Suppression::ALL
+        .iter()
+        .map(|r| (r, stats.suppressed(*r)))
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| format!("{}={n}", r.as_str()))
+        .collect();
+    if suppressed.is_empty() {
+        eprintln!("summary: {alerts} alerts");
+    } else {
+        eprintln!("summary: {alerts} alerts, suppressed: {}", suppressed.join(", "));
+    }
 }
 
 pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
@@ -289,8 +301,9 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
     if initial.is_empty() {
         tracing::warn!("no strategies configured: frames are analysed but nothing raises alerts");
     }
-    let output = AlertOutput::new(args.alerts_jsonl.as_deref())?;
-    let alert_count = output.count.clone();
+    let throttle = Throttle::new(config.alerts.throttle.clone(), config.alerts.strategies.clone());
+    let output = AlertOutput::new(args.alerts_jsonl.as_deref(), throttle)?;
+    let alert_stats = output.stats.clone();
     let (sender, receiver) = std::sync::mpsc::channel::<Alert>();
     let writer = std::thread::Builder::new().name("alerts".into()).spawn(move || output.run(receiver))?;
     let settings = RuntimeSettings {
@@ -321,7 +334,7 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
             runtime: runtime.clone(),
             reloader: reloader.clone(),
             default_detector: config.pipeline.detector,
-            alerts: alert_count.clone(),
+            alerts: alert_stats.clone(),
             token: token.map(Arc::from),
         };
         http = Some(dshost::ops::http::HttpServer::start(address, state)?);
@@ -360,7 +373,7 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
     drop(runtime);
     let alerts = writer.join().unwrap_or(0);
     started?;
-    print_summary(&summaries, alerts);
+    print_summary(&summaries, alerts, &alert_stats);
     if let Some(path) = &args.summary_json {
         let strategies: Vec<serde_json::Value> = strategy_metrics
             .iter()

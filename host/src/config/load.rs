@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
 use super::locate::LineIndex;
-use super::model::{Config, MonitoringConfig, PipelineConfig, RecoveryConfig, SourceConfig, StrategyConfig};
+use super::model::{
+    AlertsConfig, Config, MonitoringConfig, PipelineConfig, RecoveryConfig, SourceConfig, StrategyConfig,
+};
 use crate::pipeline::uri::SourceUri;
 
 /// One problem in a config.
@@ -46,8 +48,6 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 const SECTIONS: [&str; 6] = ["sources", "pipeline", "strategies", "alerts", "monitoring", "recovery"];
-/// Sections of the documented format that this build does not implement yet.
-const NOT_YET: [&str; 1] = ["alerts"];
 
 struct Collector {
     issues: Vec<ConfigIssue>,
@@ -166,14 +166,14 @@ fn parse_sections(text: &str, collector: &mut Collector) -> Option<Config> {
                 Some(recovery) => config.recovery = recovery,
                 None => ok = false,
             },
+            "alerts" => match collector.parse::<AlertsConfig>("alerts", value) {
+                Some(alerts) => config.alerts = alerts,
+                None => ok = false,
+            },
             "monitoring" => match collector.parse::<MonitoringConfig>("monitoring", value) {
                 Some(monitoring) => config.monitoring = monitoring,
                 None => ok = false,
             },
-            other if NOT_YET.contains(&other) => {
-                collector.push(other, format!("the `{other}` section is not supported by this version of dshost"));
-                ok = false;
-            }
             other => {
                 collector.push(other, format!("unknown section `{other}`; expected one of: {}", SECTIONS.join(", ")));
                 ok = false;
@@ -275,6 +275,30 @@ fn validate(config: &Config, collector: &mut Collector) {
     }
     if recovery.strategy_quarantine_after == 0 {
         collector.push("recovery.strategy_quarantine_after", "must be at least 1");
+    }
+    let throttles = std::iter::once(("alerts.throttle".to_string(), &config.alerts.throttle))
+        .chain(config.alerts.strategies.iter().map(|(name, throttle)| (format!("alerts.strategies.{name}"), throttle)));
+    for (at, throttle) in throttles {
+        if !(throttle.cooldown_seconds.is_finite() && throttle.cooldown_seconds >= 0.0) {
+            collector.push(format!("{at}.cooldown_seconds"), "must be zero (off) or a positive number of seconds");
+        }
+        if !(0.0..=1.0).contains(&throttle.min_confidence) {
+            collector.push(format!("{at}.min_confidence"), "must be within 0..=1");
+        }
+        if throttle.max_alerts_per_minute == Some(0) {
+            collector.push(format!("{at}.max_alerts_per_minute"), "must be at least 1 (leave it out for no limit)");
+        }
+        if let Some(burst) = &throttle.burst {
+            if !(burst.window_seconds.is_finite() && burst.window_seconds > 0.0) || burst.threshold == 0 {
+                collector
+                    .push(format!("{at}.burst"), "needs a positive `window_seconds` and a `threshold` of at least 1");
+            }
+        }
+    }
+    for name in config.alerts.strategies.keys() {
+        if !names.contains(name) {
+            collector.push(format!("alerts.strategies.{name}"), format!("no strategy is named `{name}`"));
+        }
     }
     if let Some(http) = &config.monitoring.http {
         match http.address.parse::<std::net::SocketAddr>() {

@@ -21,6 +21,20 @@ pub struct Config {
     pub recovery: RecoveryConfig,
     #[serde(default)]
     pub monitoring: MonitoringConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// What happens to detections on their way out.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Throttle for every strategy.
+    #[serde(default)]
+    pub throttle: crate::alerts::ThrottleConfig,
+    /// Per-strategy throttles (by strategy name), replacing the global one.
+    #[serde(default)]
+    pub strategies: std::collections::BTreeMap<String, crate::alerts::ThrottleConfig>,
 }
 
 /// Metrics, health and the control API.

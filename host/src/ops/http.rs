@@ -2,7 +2,7 @@
 //! `/v1` (sources and strategies). Described in `docs/openapi.yaml`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,8 +24,8 @@ pub struct ApiState {
     pub runtime: Arc<Runtime>,
     pub reloader: Arc<Mutex<Reloader>>,
     pub default_detector: DetectorKind,
-    /// Alerts emitted so far.
-    pub alerts: Arc<AtomicU64>,
+    /// Alert counters (emitted, suppressed by reason).
+    pub alerts: Arc<crate::alerts::AlertStats>,
     /// Bearer token required on `/metrics` and `/v1` when set.
     pub token: Option<Arc<str>>,
 }
@@ -45,7 +45,7 @@ fn lock(reloader: &Mutex<Reloader>) -> std::sync::MutexGuard<'_, Reloader> {
 async fn metrics(State(state): State<ApiState>) -> Response {
     let text = tokio::task::spawn_blocking(move || {
         let reloader = lock(&state.reloader);
-        super::metrics::render(&state.runtime, Some(&reloader), state.alerts.load(Ordering::Relaxed))
+        super::metrics::render(&state.runtime, Some(&reloader), &state.alerts)
     })
     .await
     .unwrap_or_default();

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use crate::alerts::{AlertStats, Suppression};
 use crate::pipeline::{Runtime, SourceState};
 use crate::strategy::metrics::{ErrorKind, Histogram, DURATION_BUCKETS};
 use crate::strategy::reload::Reloader;
@@ -75,7 +76,7 @@ const STATES: [SourceState; 6] = [
 ];
 
 /// Renders the whole exposition.
-pub fn render(runtime: &Runtime, reloader: Option<&Reloader>, alerts: u64) -> String {
+pub fn render(runtime: &Runtime, reloader: Option<&Reloader>, alerts: &AlertStats) -> String {
     let mut e = Exposition { out: String::with_capacity(8192) };
     let sources = runtime.source_metrics();
 
@@ -211,8 +212,12 @@ pub fn render(runtime: &Runtime, reloader: Option<&Reloader>, alerts: u64) -> St
             }
         }
     }
-    e.family("dshost_alerts_total", "counter", "Alerts emitted.");
-    e.sample("dshost_alerts_total", &[], alerts as f64);
+    e.family("dshost_alerts_total", "counter", "Alerts that passed the throttle and were written.");
+    e.sample("dshost_alerts_total", &[], alerts.emitted.load(Ordering::Relaxed) as f64);
+    e.family("dshost_alerts_suppressed_total", "counter", "Alerts suppressed by the throttle, by reason.");
+    for reason in Suppression::ALL {
+        e.sample("dshost_alerts_suppressed_total", &[("reason", reason.as_str())], alerts.suppressed(reason) as f64);
+    }
     if let Some((rss, cpu)) = process_stats() {
         e.family("dshost_process_resident_memory_bytes", "gauge", "Resident memory of the dshost process.");
         e.sample("dshost_process_resident_memory_bytes", &[], rss);
