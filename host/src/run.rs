@@ -146,8 +146,15 @@ impl AlertOutput {
     /// Throttles and writes alerts until every sender is gone; returns how
     /// many were written.
     fn run(mut self, alerts: Receiver<Alert>) -> u64 {
-        while let Ok(alert) = alerts.recv() {
-            for alert in self.throttle.admit(alert, std::time::Instant::now()) {
+        loop {
+            let admitted = match alerts.recv_timeout(Duration::from_millis(250)) {
+                Ok(alert) => self.throttle.admit(alert, std::time::Instant::now()),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    self.throttle.release_idle(std::time::Instant::now())
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            for alert in admitted {
                 self.write(&alert);
             }
             for (reason, count) in self.throttle.suppressed() {

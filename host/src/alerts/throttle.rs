@@ -86,6 +86,9 @@ struct Burst {
     collapsed: u32,
     /// The first collapsed alert, sent with the count when the window ends.
     sample: Option<Alert>,
+    /// Wall time of the first collapse: a source that goes quiet must not
+    /// hold its burst alert forever.
+    collapsed_at: Option<Instant>,
 }
 
 struct Bucket {
@@ -155,19 +158,16 @@ impl Throttle {
         if let Some(burst) = &config.burst {
             let burst_key: BurstKey = (alert.source.clone(), alert.strategy.clone(), alert.pattern.clone());
             let window_ns = (burst.window_seconds * 1e9) as u64;
-            let state = self.bursts.entry(burst_key).or_insert(Burst {
-                started_ns: alert.pts_ns,
-                passed: 0,
-                collapsed: 0,
-                sample: None,
-            });
+            let fresh = Burst { started_ns: alert.pts_ns, passed: 0, collapsed: 0, sample: None, collapsed_at: None };
+            let state = self.bursts.entry(burst_key).or_insert(fresh);
             if alert.pts_ns < state.started_ns || alert.pts_ns - state.started_ns >= window_ns {
-                *state = Burst { started_ns: alert.pts_ns, passed: 0, collapsed: 0, sample: None };
+                *state = Burst { started_ns: alert.pts_ns, passed: 0, collapsed: 0, sample: None, collapsed_at: None };
             }
             if state.passed >= burst.threshold {
                 state.collapsed += 1;
                 if state.sample.is_none() {
                     state.sample = Some(alert);
+                    state.collapsed_at = Some(now);
                 }
                 self.suppress(Suppression::Burst);
                 return out;
@@ -208,6 +208,33 @@ impl Throttle {
             if ended {
                 if let Some(mut sample) = state.sample.take() {
                     sample.attributes.insert("burst_count".to_string(), state.collapsed.to_string());
+                    out.push(sample);
+                }
+            }
+        }
+        out
+    }
+
+    /// Collapsed bursts held for longer than twice their window in wall time
+    /// (their source went quiet, so no later alert closes the window).
+    pub fn release_idle(&mut self, now: Instant) -> Vec<Alert> {
+        let mut out = Vec::new();
+        for ((_, strategy, _), state) in self.bursts.iter_mut() {
+            let window = self
+                .per_strategy
+                .get(strategy)
+                .unwrap_or(&self.global)
+                .burst
+                .as_ref()
+                .map(|b| std::time::Duration::from_secs_f64(b.window_seconds * 2.0));
+            let idle = match (state.collapsed_at, window) {
+                (Some(at), Some(window)) => now.saturating_duration_since(at) >= window,
+                _ => false,
+            };
+            if idle {
+                if let Some(mut sample) = state.sample.take() {
+                    sample.attributes.insert("burst_count".to_string(), state.collapsed.to_string());
+                    state.collapsed_at = None;
                     out.push(sample);
                 }
             }
@@ -306,5 +333,20 @@ mod tests {
         assert_eq!(sent.len(), 4, "2 through, 1 collapsed carrying the count, 1 after the window");
         assert_eq!(counts.iter().filter(|c| c.map(String::as_str) == Some("8")).count(), 1);
         assert_eq!(throttle.suppressed()[&Suppression::Burst], 8);
+
+        // A source that goes quiet mid-burst: the collapsed alert comes out
+        // after twice the window of wall time, without a later alert.
+        let burst =
+            ThrottleConfig { burst: Some(BurstConfig { window_seconds: 1.0, threshold: 1 }), ..Default::default() };
+        let mut throttle = Throttle::new(burst, BTreeMap::new());
+        let start = Instant::now();
+        for i in 0..3u64 {
+            throttle.admit(alert(i * SECOND / 10, "car", Some(i), 0.9), start);
+        }
+        assert!(throttle.release_idle(start + std::time::Duration::from_millis(500)).is_empty());
+        let released = throttle.release_idle(start + std::time::Duration::from_secs(3));
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0].attributes["burst_count"], "2");
+        assert!(throttle.drain().is_empty(), "released once");
     }
 }
