@@ -365,8 +365,8 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
                 }
             }
         }
-        let strategy_metrics = runtime.strategy_metrics();
-        let seen = move || strategy_metrics.iter().map(|(_, _, m)| m.detections.load(Ordering::Relaxed)).sum();
+        let stats = alert_stats.clone();
+        let seen = move || stats.emitted.load(Ordering::Relaxed);
         wait(&runtime, args.duration, &seen)?;
     }
     drop(http);

@@ -55,6 +55,8 @@ pub struct StrategyInstance {
     state: Option<State>,
     call_ticks: u64,
     setup_ticks: u64,
+    /// Frame header reused for every call (the source id never changes).
+    header: FrameHeader,
 }
 
 impl StrategyInstance {
@@ -110,6 +112,13 @@ impl StrategyInstance {
             state,
             call_ticks: StrategyEngine::ticks(limits.call_timeout),
             setup_ticks,
+            header: FrameHeader {
+                source_id: settings.source_id.to_string(),
+                frame_number: 0,
+                pts_ns: 0,
+                width: 0,
+                height: 0,
+            },
         })
     }
 
@@ -119,16 +128,14 @@ impl StrategyInstance {
 
     /// Calls `process`. The result is not validated yet.
     pub fn process(&mut self, frame: &CompactFrame) -> Result<Vec<Detection>, CallError> {
-        let header = FrameHeader {
-            source_id: frame.source_id.to_string(),
-            frame_number: frame.frame_number,
-            pts_ns: frame.pts_ns,
-            width: frame.width,
-            height: frame.height,
-        };
+        // The header is kept and updated in place: no allocation per call.
+        self.header.frame_number = frame.frame_number;
+        self.header.pts_ns = frame.pts_ns;
+        self.header.width = frame.width;
+        self.header.height = frame.height;
         self.store.set_epoch_deadline(self.call_ticks);
         self.store.data_mut().reset_memory_denied();
-        match self.handler.call_process(&mut self.store, &header, &frame.objects) {
+        match self.handler.call_process(&mut self.store, &self.header, &frame.objects) {
             Ok(Ok(detections)) => Ok(detections),
             Ok(Err(message)) => Err(CallError::new(ErrorKind::GuestError, truncate(&message, 512))),
             Err(error) => {

@@ -102,14 +102,14 @@ impl Worker {
                 continue;
             };
             self.metrics.detections.fetch_add(detections.len() as u64, Ordering::Relaxed);
-            let version = slot.instance.component().version.clone();
+            let version = &slot.instance.component().version;
             for (index, detection) in detections.into_iter().enumerate() {
                 let origin = Origin {
                     source: &frame.source_id,
                     frame: frame.frame_number,
                     pts_ns: frame.pts_ns,
                     strategy: &slot.name,
-                    strategy_version: &version,
+                    strategy_version: version,
                     index,
                     run: self.run_id,
                 };
