@@ -13,6 +13,10 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gstreamer1.0-rtsp libgstrtspserver-1.0-dev
 )
+# `setup.sh --tests`: what the test suite adds (real brokers for the alert sinks).
+if [ "${1:-}" = "--tests" ]; then
+  APT_PACKAGES+=(mosquitto mosquitto-clients nats-server)
+fi
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

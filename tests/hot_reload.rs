@@ -26,6 +26,7 @@ impl Dshost {
         let child = Command::new(common::dshost_bin())
             .arg("--data-dir")
             .arg(common::repo_root().join("target/test-cache/reload-data"))
+            .env("DSHOST_ALERTS__JOURNAL__PATH", common::unique_journal())
             .args(["run", "--config"])
             .arg(&config_path)
             .arg("--alerts-jsonl")

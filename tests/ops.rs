@@ -31,6 +31,7 @@ fn start(config: &str, extra: &[&str], env: &[(&str, &str)]) -> (Dshost, tempfil
     command
         .arg("--data-dir")
         .arg(common::repo_root().join("target/test-cache/ops-data"))
+        .env("DSHOST_ALERTS__JOURNAL__PATH", common::unique_journal())
         .args(["run", "--config"])
         .arg(&path)
         .args(extra)

@@ -18,6 +18,7 @@ fn dshost(args: &[&str]) -> Output {
         .arg("--data-dir")
         .arg(common::repo_root().join("target/test-cache/pipeline-data"))
         .args(args)
+        .env("DSHOST_ALERTS__JOURNAL__PATH", common::unique_journal())
         .env("RUST_LOG", "warn")
         .output()
         .expect("cannot run dshost")

@@ -130,6 +130,7 @@ fn camera_killed_and_restarted_resumes_while_other_source_continues() {
         Command::new(common::dshost_bin())
             .arg("--data-dir")
             .arg(common::repo_root().join("target/test-cache/rtsp-data"))
+            .env("DSHOST_ALERTS__JOURNAL__PATH", common::unique_journal())
             .args(["run", "--config"])
             .arg(&config)
             .arg("--alerts-jsonl")

@@ -82,6 +82,64 @@ pub enum Command {
     /// Inspect and test strategy components.
     #[command(subcommand)]
     Strategy(StrategyCommand),
+    /// Read the alert journal: alerts with their delivery state per sink.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Print journaled alerts, oldest first.
+    List(AlertsListArgs),
+    /// Print the newest alerts, then follow new ones as they are journaled.
+    Tail(AlertsTailArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct JournalFilter {
+    /// The journal file (default: <data-dir>/alerts.db).
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Print alert JSON lines with a `delivery` object (state per sink).
+    #[arg(long)]
+    pub json: bool,
+    /// Only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only this strategy.
+    #[arg(long)]
+    pub strategy: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsListArgs {
+    #[command(flatten)]
+    pub filter: JournalFilter,
+    /// Only alerts with at least one delivery in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<DeliveryStateArg>,
+    /// Only the newest N.
+    #[arg(long, value_name = "N")]
+    pub last: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsTailArgs {
+    #[command(flatten)]
+    pub filter: JournalFilter,
+    /// How many of the newest alerts to print first.
+    #[arg(short = 'n', long, default_value_t = 10)]
+    pub lines: usize,
+    /// Print and exit instead of following.
+    #[arg(long)]
+    pub no_follow: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeliveryStateArg {
+    Pending,
+    Delivered,
+    Rejected,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! The `dshost` binary: parses the command line and runs the command.
 
+mod alerts_cli;
 mod cli;
 mod run;
 
@@ -50,6 +51,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Run(args)) => run::run(&args, &data_dir),
         Some(Command::ValidateConfig { file }) => validate_config(&file),
         Some(Command::Record(args)) => run::record(&args),
+        Some(Command::Alerts(command)) => alerts_cli::run(&data_dir, command),
         None => run::run(&cli.run, &data_dir),
     }
 }

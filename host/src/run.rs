@@ -6,14 +6,14 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 use crate::cli::{RecordArgs, RunArgs};
-use dshost::alerts::{Alert, AlertStats, Suppression, Throttle};
+use dshost::alerts::sinks::jsonl::JsonlConfig;
+use dshost::alerts::{Alert, AlertStats, Dispatcher, DispatcherSettings, SinkConfig, Suppression, Throttle};
 use dshost::config::{self, Config, SourceConfig, StrategyConfig};
 use dshost::frame::jsonl::FrameLine;
 use dshost::frame::LabelTable;
@@ -117,96 +117,42 @@ fn start_sources(runtime: &Runtime, config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Where alerts go: readable lines on stdout, and/or JSON lines.
-struct AlertOutput {
-    readable: bool,
-    jsonl: Option<Box<dyn Write + Send>>,
-    /// Counters for the metrics endpoint.
-    stats: Arc<AlertStats>,
-    throttle: Throttle,
+/// The sinks of this run: the config's, plus `--alerts-jsonl`; readable
+/// lines on stdout when nothing else is configured.
+fn alert_sinks(config: &Config, alerts_jsonl: Option<&str>) -> Vec<SinkConfig> {
+    let mut sinks = config.alerts.sinks.clone();
+    if let Some(target) = alerts_jsonl {
+        if target == "-" {
+            // JSON lines own stdout now; readable lines would corrupt them.
+            sinks.retain(|sink| !matches!(sink, SinkConfig::Console(_)));
+        }
+        // Named by its target, so a journal shared by runs with different
+        // files does not send one file's pending alerts to another.
+        let name = if target == "-" { "jsonl-stdout".to_string() } else { format!("jsonl:{target}") };
+        sinks.push(SinkConfig::Jsonl(JsonlConfig {
+            name: Some(name),
+            path: PathBuf::from(target),
+            ..Default::default()
+        }));
+        if target != "-" && config.alerts.sinks.is_empty() {
+            sinks.insert(0, SinkConfig::Console(Default::default()));
+        }
+    } else if sinks.is_empty() {
+        sinks.push(SinkConfig::Console(Default::default()));
+    }
+    sinks
 }
 
-impl AlertOutput {
-    fn new(target: Option<&str>, throttle: Throttle) -> Result<Self> {
-        let stats = Arc::new(AlertStats::default());
-        Ok(match target {
-            None => AlertOutput { readable: true, jsonl: None, stats, throttle },
-            Some("-") => AlertOutput { readable: false, jsonl: Some(Box::new(std::io::stdout())), stats, throttle },
-            Some(path) => {
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .with_context(|| format!("cannot open the alerts file {path}"))?;
-                AlertOutput { readable: true, jsonl: Some(Box::new(std::io::BufWriter::new(file))), stats, throttle }
-            }
-        })
-    }
-
-    /// Throttles and writes alerts until every sender is gone; returns how
-    /// many were written.
-    fn run(mut self, alerts: Receiver<Alert>) -> u64 {
-        loop {
-            let admitted = match alerts.recv_timeout(Duration::from_millis(250)) {
-                Ok(alert) => self.throttle.admit(alert, std::time::Instant::now()),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    self.throttle.release_idle(std::time::Instant::now())
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            for alert in admitted {
-                self.write(&alert);
-            }
-            for (reason, count) in self.throttle.suppressed() {
-                self.stats.set_suppressed(*reason, *count);
-            }
-        }
-        for alert in self.throttle.drain() {
-            self.write(&alert);
-        }
-        if let Some(out) = &mut self.jsonl {
-            let _ = out.flush();
-        }
-        self.stats.emitted.load(Ordering::Relaxed)
-    }
-
-    fn write(&mut self, alert: &Alert) {
-        self.stats.emitted.fetch_add(1, Ordering::Relaxed);
-        if let Some(out) = &mut self.jsonl {
-            // Alerts must appear promptly: one line, one flush.
-            let written = writeln!(out, "{}", alert.to_json_line()).and_then(|()| out.flush());
-            if let Err(error) = written {
-                // A closed pipe or a full disk: say it once, stop writing
-                // there, and keep the pipeline and the other outputs going.
-                tracing::error!(error = %error, "cannot write alert lines; JSON-lines output stopped");
-                self.jsonl = None;
-            }
-        }
-        if self.readable {
-            let _ = writeln!(std::io::stdout().lock(), "{}", readable(alert));
-        }
-    }
-}
-
-fn readable(alert: &Alert) -> String {
-    let id = alert.object_id.map(|id| format!(" id={id}")).unwrap_or_default();
-    let attributes: Vec<String> = alert.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!(
-        "{} [{}] {} #{} {}: {} {:.2} at {:.0},{:.0} {:.0}x{:.0}{}{}",
-        alert.ts,
-        alert.level.as_str(),
-        alert.source,
-        alert.frame,
-        alert.strategy,
-        alert.pattern,
-        alert.confidence,
-        alert.bbox.left,
-        alert.bbox.top,
-        alert.bbox.width,
-        alert.bbox.height,
-        id,
-        if attributes.is_empty() { String::new() } else { format!(" {}", attributes.join(" ")) }
-    )
+fn start_alerts(config: &Config, args: &RunArgs, data_dir: &Path, stats: Arc<AlertStats>) -> Result<Dispatcher> {
+    let throttle = Throttle::new(config.alerts.throttle.clone(), config.alerts.strategies.clone());
+    let settings = DispatcherSettings {
+        throttle,
+        journal: config.alerts.journal.clone(),
+        journal_path: config.alerts.journal.resolve_path(data_dir),
+        sinks: alert_sinks(config, args.alerts_jsonl.as_deref()),
+        shutdown_grace: Duration::from_secs_f64(config.alerts.shutdown_grace_seconds),
+    };
+    Dispatcher::start(settings, stats).context("cannot start the alert sinks")
 }
 
 /// Waits for the end of every source, the duration, or Ctrl-C, showing a
@@ -296,6 +242,48 @@ fn print_summary(summaries: &[SourceSummary], alerts: u64, stats: &AlertStats) {
     } else {
         eprintln!("summary: {alerts} alerts, suppressed: {}", suppressed.join(", "));
     }
+    for sink in stats.sinks.get().map(Vec::as_slice).unwrap_or_default() {
+        let pending = sink.left_pending.load(Ordering::Relaxed);
+        eprintln!(
+            "summary sink {} ({}): {} delivered, {} failed attempts, {} rejected, {} dropped{}",
+            sink.name,
+            sink.kind,
+            sink.delivered.load(Ordering::Relaxed),
+            sink.failures.load(Ordering::Relaxed),
+            sink.rejected.load(Ordering::Relaxed),
+            sink.dropped.load(Ordering::Relaxed),
+            if pending > 0 {
+                format!(", {pending} still pending (sent again at the next start)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    let journal_errors = stats.journal_errors.load(Ordering::Relaxed);
+    if journal_errors > 0 {
+        eprintln!("summary: the alert journal failed {journal_errors} times; see the log");
+    }
+}
+
+fn sink_summaries(stats: &AlertStats) -> Vec<serde_json::Value> {
+    stats
+        .sinks
+        .get()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|sink| {
+            serde_json::json!({
+                "name": sink.name,
+                "type": sink.kind,
+                "delivered": sink.delivered.load(Ordering::Relaxed),
+                "failed_attempts": sink.failures.load(Ordering::Relaxed),
+                "rejected": sink.rejected.load(Ordering::Relaxed),
+                "dropped": sink.dropped.load(Ordering::Relaxed),
+                "left_pending": sink.left_pending.load(Ordering::Relaxed),
+            })
+        })
+        .collect()
 }
 
 pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
@@ -308,11 +296,10 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
     if initial.is_empty() {
         tracing::warn!("no strategies configured: frames are analysed but nothing raises alerts");
     }
-    let throttle = Throttle::new(config.alerts.throttle.clone(), config.alerts.strategies.clone());
-    let output = AlertOutput::new(args.alerts_jsonl.as_deref(), throttle)?;
-    let alert_stats = output.stats.clone();
+    let alert_stats = Arc::new(AlertStats::default());
+    let dispatcher = start_alerts(&config, args, data_dir, alert_stats.clone())?;
     let (sender, receiver) = std::sync::mpsc::channel::<Alert>();
-    let writer = std::thread::Builder::new().name("alerts".into()).spawn(move || output.run(receiver))?;
+    let writer = std::thread::Builder::new().name("alerts".into()).spawn(move || dispatcher.run(receiver))?;
     let settings = RuntimeSettings {
         pipeline: config.pipeline.clone(),
         recovery: config.recovery.clone(),
@@ -397,7 +384,17 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
                 })
             })
             .collect();
-        let summary = serde_json::json!({ "sources": summaries, "strategies": strategies, "alerts": alerts });
+        let summary = serde_json::json!({
+            "sources": summaries,
+            "strategies": strategies,
+            "alerts": alerts,
+            "sinks": sink_summaries(&alert_stats),
+            "journal": {
+                "journaled": alert_stats.journaled.load(Ordering::Relaxed),
+                "errors": alert_stats.journal_errors.load(Ordering::Relaxed),
+                "replayed": alert_stats.replayed.load(Ordering::Relaxed),
+            },
+        });
         std::fs::write(path, format!("{summary:#}\n"))
             .with_context(|| format!("cannot write the summary {}", path.display()))?;
     }

@@ -3,6 +3,7 @@
 //! with a compile cache shared between tests.
 #![allow(dead_code)]
 
+pub mod brokers;
 pub mod media;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +50,17 @@ pub fn engine() -> Arc<StrategyEngine> {
             StrategyEngine::new(EngineOptions { cache_dir: Some(cache_dir) }).expect("engine")
         })
         .clone()
+}
+
+/// A journal file of its own for one dshost process. Tests share data
+/// directories (for the compiled-strategy cache), but a journal belongs to
+/// one running dshost: it is locked, and a second instance would otherwise
+/// send the first one's pending alerts. Pass it as
+/// `DSHOST_ALERTS__JOURNAL__PATH`.
+pub fn unique_journal() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    repo_root().join(format!("target/test-cache/journals/{}-{n}/alerts.db", std::process::id()))
 }
 
 /// Path of the `dshost` binary under test.

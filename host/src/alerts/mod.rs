@@ -1,20 +1,40 @@
-//! Alerts: what leaves dshost. For now the alert record and its JSON line;
-//! throttling, the journal and sinks build on it.
+//! Alerts: what leaves dshost. Detections become alerts, pass the throttle,
+//! are written to the journal, and are delivered by each sink from its own
+//! queue (strategies -> throttle -> journal -> sinks).
 
 pub mod alert;
+pub mod dispatch;
+pub mod journal;
+pub mod sinks;
 pub mod throttle;
 
 pub use alert::{Alert, AlertBox, AlertLevel};
+pub use dispatch::{Dispatcher, DispatcherSettings};
+pub use journal::{JournalConfig, JournalError};
+pub use sinks::{SinkConfig, SinkStats};
 pub use throttle::{Suppression, Throttle, ThrottleConfig};
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// Alert counters shared with the metrics endpoint.
 #[derive(Debug, Default)]
 pub struct AlertStats {
-    /// Alerts that passed the throttle and were written.
+    /// Alerts that passed the throttle.
     pub emitted: AtomicU64,
     suppressed: [AtomicU64; Suppression::ALL.len()],
+    /// Alerts written to the journal.
+    pub journaled: AtomicU64,
+    /// Failed journal writes (full disk, unwritable file, ...).
+    pub journal_errors: AtomicU64,
+    /// True while the journal accepts writes.
+    pub journal_ok: AtomicBool,
+    /// Undelivered alerts from an earlier run queued again at start.
+    pub replayed: AtomicU64,
+    /// Removed by retention before every sink had them.
+    pub trimmed_undelivered: AtomicU64,
+    /// One entry per sink, set once when the dispatcher starts.
+    pub sinks: OnceLock<Vec<Arc<SinkStats>>>,
 }
 
 impl AlertStats {

@@ -300,6 +300,27 @@ fn validate(config: &Config, collector: &mut Collector) {
             collector.push(format!("alerts.strategies.{name}"), format!("no strategy is named `{name}`"));
         }
     }
+    let mut sink_names = std::collections::BTreeSet::new();
+    for (index, sink) in config.alerts.sinks.iter().enumerate() {
+        let at = format!("alerts.sinks[{index}]");
+        for (field, problem) in sink.validate() {
+            collector.push(format!("{at}.{field}"), problem);
+        }
+        let name = sink.name();
+        if !sink_names.insert(name.clone()) {
+            collector.push(
+                format!("{at}.name"),
+                format!("another sink is already named `{name}`; give each sink of one type its own `name`"),
+            );
+        }
+    }
+    let journal = &config.alerts.journal;
+    if journal.max_mib == 0 {
+        collector.push("alerts.journal.max_mib", "must be at least 1");
+    }
+    if !(config.alerts.shutdown_grace_seconds.is_finite() && config.alerts.shutdown_grace_seconds >= 0.0) {
+        collector.push("alerts.shutdown_grace_seconds", "must be zero or a positive number of seconds");
+    }
     if let Some(http) = &config.monitoring.http {
         match http.address.parse::<std::net::SocketAddr>() {
             Err(e) => collector.push(

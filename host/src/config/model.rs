@@ -26,7 +26,7 @@ pub struct Config {
 }
 
 /// What happens to detections on their way out.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
     /// Throttle for every strategy.
@@ -35,6 +35,34 @@ pub struct AlertsConfig {
     /// Per-strategy throttles (by strategy name), replacing the global one.
     #[serde(default)]
     pub strategies: std::collections::BTreeMap<String, crate::alerts::ThrottleConfig>,
+    /// The durable alert journal (SQLite under the data directory).
+    #[serde(default)]
+    pub journal: crate::alerts::JournalConfig,
+    /// Where alerts go; empty = readable lines on stdout.
+    #[serde(default)]
+    pub sinks: Vec<crate::alerts::SinkConfig>,
+    /// At exit, how long sinks may keep delivering what they hold; the rest
+    /// stays pending in the journal for the next start.
+    #[serde(default = "AlertsConfig::default_shutdown_grace")]
+    pub shutdown_grace_seconds: f64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            throttle: Default::default(),
+            strategies: Default::default(),
+            journal: Default::default(),
+            sinks: Vec::new(),
+            shutdown_grace_seconds: Self::default_shutdown_grace(),
+        }
+    }
+}
+
+impl AlertsConfig {
+    fn default_shutdown_grace() -> f64 {
+        5.0
+    }
 }
 
 /// Metrics, health and the control API.

@@ -212,12 +212,13 @@ pub fn render(runtime: &Runtime, reloader: Option<&Reloader>, alerts: &AlertStat
             }
         }
     }
-    e.family("dshost_alerts_total", "counter", "Alerts that passed the throttle and were written.");
+    e.family("dshost_alerts_total", "counter", "Alerts that passed the throttle.");
     e.sample("dshost_alerts_total", &[], alerts.emitted.load(Ordering::Relaxed) as f64);
     e.family("dshost_alerts_suppressed_total", "counter", "Alerts suppressed by the throttle, by reason.");
     for reason in Suppression::ALL {
         e.sample("dshost_alerts_suppressed_total", &[("reason", reason.as_str())], alerts.suppressed(reason) as f64);
     }
+    render_delivery(&mut e, alerts);
     if let Some((rss, cpu)) = process_stats() {
         e.family("dshost_process_resident_memory_bytes", "gauge", "Resident memory of the dshost process.");
         e.sample("dshost_process_resident_memory_bytes", &[], rss);
@@ -225,6 +226,67 @@ pub fn render(runtime: &Runtime, reloader: Option<&Reloader>, alerts: &AlertStat
         e.sample("dshost_process_cpu_seconds_total", &[], cpu);
     }
     e.out
+}
+
+/// Name, type, help and value of one per-sink metric family.
+type SinkFamily = (&'static str, &'static str, &'static str, fn(&crate::alerts::SinkStats) -> f64);
+
+/// The journal and each sink.
+fn render_delivery(e: &mut Exposition, alerts: &AlertStats) {
+    let load = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed) as f64;
+    e.family("dshost_alert_journal_writes_total", "counter", "Alerts written to the journal.");
+    e.sample("dshost_alert_journal_writes_total", &[], load(&alerts.journaled));
+    e.family("dshost_alert_journal_errors_total", "counter", "Failed journal operations (full disk, unwritable file).");
+    e.sample("dshost_alert_journal_errors_total", &[], load(&alerts.journal_errors));
+    e.family("dshost_alert_journal_up", "gauge", "1 while the journal accepts writes.");
+    e.sample("dshost_alert_journal_up", &[], f64::from(u8::from(alerts.journal_ok.load(Ordering::Relaxed))));
+    e.family(
+        "dshost_alerts_replayed_total",
+        "counter",
+        "Undelivered alerts from an earlier run queued again at start.",
+    );
+    e.sample("dshost_alerts_replayed_total", &[], load(&alerts.replayed));
+    e.family(
+        "dshost_alerts_trimmed_undelivered_total",
+        "counter",
+        "Alerts removed by journal retention before every sink had them.",
+    );
+    e.sample("dshost_alerts_trimmed_undelivered_total", &[], load(&alerts.trimmed_undelivered));
+    let sinks = alerts.sinks.get().map(Vec::as_slice).unwrap_or_default();
+    let families: [SinkFamily; 6] = [
+        ("dshost_sink_delivered_total", "counter", "Alerts a sink confirmed.", |s| {
+            s.delivered.load(Ordering::Relaxed) as f64
+        }),
+        ("dshost_sink_failures_total", "counter", "Failed delivery attempts (each retry counts).", |s| {
+            s.failures.load(Ordering::Relaxed) as f64
+        }),
+        ("dshost_sink_rejected_total", "counter", "Alerts a sink refused for good (not retried).", |s| {
+            s.rejected.load(Ordering::Relaxed) as f64
+        }),
+        ("dshost_sink_dropped_total", "counter", "Alerts dropped from a full queue with no journal to wait in.", |s| {
+            s.dropped.load(Ordering::Relaxed) as f64
+        }),
+        ("dshost_sink_queue_depth", "gauge", "Alerts waiting in a sink's memory queue.", |s| {
+            s.queue_depth.load(Ordering::Relaxed) as f64
+        }),
+        ("dshost_sink_up", "gauge", "1 while a sink's last attempt succeeded.", |s| {
+            f64::from(u8::from(s.up.load(Ordering::Relaxed)))
+        }),
+    ];
+    for (name, kind, help, value) in families {
+        e.family(name, kind, help);
+        for sink in sinks {
+            e.sample(name, &[("sink", &sink.name), ("type", sink.kind)], value(sink));
+        }
+    }
+    e.family(
+        "dshost_sink_delivery_seconds",
+        "histogram",
+        "From the alert reaching the dispatcher to the sink confirming it.",
+    );
+    for sink in sinks {
+        e.histogram("dshost_sink_delivery_seconds", &[("sink", &sink.name), ("type", sink.kind)], &sink.latency);
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,291 @@
+//! The alert dispatcher: one thread between the strategy workers and the
+//! sinks. Per batch of alerts: throttle, write to the journal in one
+//! transaction, hand each alert to every sink's queue; in between, record
+//! what the sinks report and apply retention.
+//!
+//! A journal that cannot be written (full disk, unwritable file) is a loud
+//! error and a metric; alerts then still go to the sinks from memory, and
+//! writing is tried again with every batch.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::alert::Alert;
+use super::journal::{DeliveryUpdate, Journal, JournalConfig, JournalError};
+use super::sinks::worker_settings;
+use super::sinks::{SinkConfig, SinkHandle};
+use super::{AlertStats, Throttle};
+
+/// How often retention runs, and how often a journal that failed to open
+/// is tried again.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+const REOPEN_EVERY: Duration = Duration::from_secs(15);
+/// Alerts taken from the channel into one journal transaction.
+const MAX_BATCH: usize = 512;
+
+pub struct DispatcherSettings {
+    pub throttle: Throttle,
+    pub journal: JournalConfig,
+    /// The resolved journal file.
+    pub journal_path: PathBuf,
+    pub sinks: Vec<SinkConfig>,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("alert sink `{name}`: {message}")]
+    Sink { name: String, message: String },
+    #[error("cannot start the thread of alert sink `{name}`: {source}")]
+    Thread { name: String, source: std::io::Error },
+    #[error(transparent)]
+    JournalInUse(JournalError),
+}
+
+pub struct Dispatcher {
+    throttle: Throttle,
+    journal_config: JournalConfig,
+    journal_path: PathBuf,
+    journal: Option<Journal>,
+    journal_failing: bool,
+    open_error: Option<JournalError>,
+    last_open_attempt: Instant,
+    last_maintenance: Instant,
+    sinks: Vec<SinkHandle>,
+    sink_names: Vec<String>,
+    updates: Receiver<DeliveryUpdate>,
+    stats: Arc<AlertStats>,
+    shutdown_grace: Duration,
+}
+
+impl Dispatcher {
+    /// Opens the journal, starts every sink and queues what an earlier run
+    /// left undelivered. Fails only on sink settings that cannot work
+    /// (e.g. a secret's environment variable is missing).
+    pub fn start(settings: DispatcherSettings, stats: Arc<AlertStats>) -> Result<Dispatcher, DispatchError> {
+        let (update_sender, updates) = std::sync::mpsc::channel();
+        let mut built = Vec::new();
+        for config in &settings.sinks {
+            let sink = config.build().map_err(|message| DispatchError::Sink { name: config.name(), message })?;
+            built.push((config, sink));
+        }
+        let mut dispatcher = Dispatcher {
+            throttle: settings.throttle,
+            journal_config: settings.journal.clone(),
+            journal_path: settings.journal_path.clone(),
+            journal: None,
+            journal_failing: false,
+            open_error: None,
+            last_open_attempt: Instant::now(),
+            last_maintenance: Instant::now(),
+            sinks: Vec::new(),
+            sink_names: settings.sinks.iter().map(SinkConfig::name).collect(),
+            updates,
+            stats,
+            shutdown_grace: settings.shutdown_grace,
+        };
+        if settings.journal.enabled {
+            dispatcher.open_journal();
+            if let Some(JournalError::InUse(path)) = dispatcher.open_error.take() {
+                return Err(DispatchError::JournalInUse(JournalError::InUse(path)));
+            }
+        } else {
+            tracing::warn!(
+                "the alert journal is off (alerts.journal.enabled: false): alerts not yet delivered are lost at exit"
+            );
+        }
+        let journal_for_sinks = settings.journal.enabled.then(|| settings.journal_path.clone());
+        for (config, sink) in built {
+            let handle =
+                SinkHandle::spawn(sink, worker_settings(config, journal_for_sinks.clone()), update_sender.clone())
+                    .map_err(|source| DispatchError::Thread { name: config.name(), source })?;
+            dispatcher.sinks.push(handle);
+        }
+        let _ = dispatcher.stats.sinks.set(dispatcher.sinks.iter().map(|s| s.stats.clone()).collect());
+        dispatcher.replay_pending();
+        dispatcher.maintain();
+        Ok(dispatcher)
+    }
+
+    fn open_journal(&mut self) {
+        self.last_open_attempt = Instant::now();
+        match Journal::open(&self.journal_path, &self.journal_config) {
+            Ok(journal) => {
+                if self.journal_failing {
+                    tracing::info!(path = %self.journal_path.display(), "the alert journal is writable again");
+                }
+                self.journal = Some(journal);
+                self.journal_failing = false;
+                self.stats.journal_ok.store(true, Ordering::Relaxed);
+            }
+            Err(error) => {
+                self.journal_failed(&error);
+                self.open_error = Some(error);
+            }
+        }
+    }
+
+    fn journal_failed(&mut self, error: &JournalError) {
+        self.stats.journal_errors.fetch_add(1, Ordering::Relaxed);
+        self.stats.journal_ok.store(false, Ordering::Relaxed);
+        if !self.journal_failing {
+            tracing::error!(
+                error = %error,
+                "ALERT JOURNAL FAILING: alerts are still delivered from memory, but those not yet delivered are lost if dshost stops"
+            );
+        }
+        self.journal_failing = true;
+    }
+
+    /// Queues what an earlier run journaled but did not deliver.
+    fn replay_pending(&mut self) {
+        let Some(journal) = &self.journal else { return };
+        let mut total = 0;
+        for sink in &self.sinks {
+            let backlog = journal
+                .pending_summary(sink.name())
+                .and_then(|(count, last)| Ok((count, last, journal.pending(sink.name(), 0, sink.capacity())?)));
+            match backlog {
+                Ok((count, last, rows)) => {
+                    total += count;
+                    let now = Instant::now();
+                    for (seq, alert) in rows {
+                        sink.push(Some(seq), Arc::new(alert), now);
+                    }
+                    // The rest stays in the journal; the sink reads it in order.
+                    sink.divert_up_to(last);
+                }
+                Err(error) => tracing::error!(sink = %sink.name(), error = %error, "cannot read undelivered alerts"),
+            }
+        }
+        if total > 0 {
+            self.stats.replayed.store(total as u64, Ordering::Relaxed);
+            tracing::info!(
+                deliveries = total,
+                "sending alerts again that an earlier run journaled but did not deliver"
+            );
+        }
+    }
+
+    /// Throttles, journals and dispatches until every sender is gone, then
+    /// gives the sinks `shutdown_grace` to finish. Returns how many alerts
+    /// passed the throttle.
+    pub fn run(mut self, alerts: Receiver<Alert>) -> u64 {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            let received = Instant::now();
+            let admitted = match alerts.recv_timeout(Duration::from_millis(200)) {
+                Ok(alert) => {
+                    batch.clear();
+                    batch.push(alert);
+                    while batch.len() < MAX_BATCH {
+                        match alerts.try_recv() {
+                            Ok(alert) => batch.push(alert),
+                            Err(_) => break,
+                        }
+                    }
+                    let now = Instant::now();
+                    batch.drain(..).flat_map(|alert| self.throttle.admit(alert, now)).collect::<Vec<_>>()
+                }
+                Err(RecvTimeoutError::Timeout) => self.throttle.release_idle(Instant::now()),
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            self.dispatch(admitted, received);
+            for (reason, count) in self.throttle.suppressed() {
+                self.stats.set_suppressed(*reason, *count);
+            }
+            self.apply_updates();
+            if self.last_maintenance.elapsed() >= MAINTENANCE_EVERY {
+                self.maintain();
+            }
+        }
+        let rest = self.throttle.drain();
+        self.dispatch(rest, Instant::now());
+        for sink in &self.sinks {
+            sink.close(self.shutdown_grace);
+        }
+        for sink in self.sinks.drain(..) {
+            sink.join();
+        }
+        self.apply_updates();
+        self.stats.emitted.load(Ordering::Relaxed)
+    }
+
+    fn dispatch(&mut self, admitted: Vec<Alert>, received: Instant) {
+        if admitted.is_empty() {
+            return;
+        }
+        self.stats.emitted.fetch_add(admitted.len() as u64, Ordering::Relaxed);
+        if self.journal.is_none() && self.journal_config.enabled && self.last_open_attempt.elapsed() >= REOPEN_EVERY {
+            self.open_journal();
+        }
+        let seqs = match self.journal.as_mut() {
+            Some(journal) => {
+                let refs: Vec<&Alert> = admitted.iter().collect();
+                match journal.append(&refs, &self.sink_names) {
+                    Ok(seqs) => {
+                        if self.journal_failing {
+                            self.journal_failing = false;
+                            self.stats.journal_ok.store(true, Ordering::Relaxed);
+                            tracing::info!("the alert journal accepts writes again");
+                        }
+                        self.stats.journaled.fetch_add(seqs.len() as u64, Ordering::Relaxed);
+                        seqs.into_iter().map(Some).collect()
+                    }
+                    Err(error) => {
+                        self.journal_failed(&error);
+                        vec![None; admitted.len()]
+                    }
+                }
+            }
+            None => vec![None; admitted.len()],
+        };
+        for (alert, seq) in admitted.into_iter().zip(seqs) {
+            let alert = Arc::new(alert);
+            for sink in &self.sinks {
+                sink.push(seq, alert.clone(), received);
+            }
+        }
+    }
+
+    fn apply_updates(&mut self) {
+        let updates: Vec<DeliveryUpdate> = self.updates.try_iter().collect();
+        if updates.is_empty() {
+            return;
+        }
+        let Some(journal) = self.journal.as_mut() else { return };
+        if let Err(error) = journal.update(&updates) {
+            // The alerts stay pending and are sent again at the next start:
+            // a duplicate, never a loss.
+            self.journal_failed(&error);
+        }
+    }
+
+    fn maintain(&mut self) {
+        self.last_maintenance = Instant::now();
+        let Some(journal) = self.journal.as_mut() else { return };
+        match journal.trim() {
+            Ok(trimmed) => {
+                if trimmed.undelivered > 0 {
+                    self.stats.trimmed_undelivered.fetch_add(trimmed.undelivered, Ordering::Relaxed);
+                    tracing::warn!(
+                        undelivered = trimmed.undelivered,
+                        "journal retention removed alerts that some sink never got (raise alerts.journal.max_mib or fix the sink)"
+                    );
+                }
+                if trimmed.expired + trimmed.for_size > 0 {
+                    tracing::info!(expired = trimmed.expired, for_size = trimmed.for_size, "journal retention");
+                }
+            }
+            Err(error) => tracing::error!(error = %error, "journal retention failed"),
+        }
+    }
+
+    /// For tests and benchmarks: the sender side that the runtime would hold.
+    pub fn channel() -> (Sender<Alert>, Receiver<Alert>) {
+        std::sync::mpsc::channel()
+    }
+}

@@ -1,0 +1,153 @@
+//! Real message brokers for the alert tests, started on 127.0.0.1 with free
+//! ports (mosquitto and nats-server from Debian; `scripts/setup.sh`
+//! installs them), stopped and restarted by the tests.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on 127.0.0.1:{port} after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stop(child: &mut Option<Child>, signal: &str) {
+    if let Some(mut child) = child.take() {
+        let _ = Command::new("kill").args([signal, &child.id().to_string()]).status();
+        let _ = child.wait();
+    }
+}
+
+/// mosquitto with on-disk persistence, so a subscriber's persistent session
+/// (and the QoS 1 messages queued for it) survives a broker restart.
+pub struct Mosquitto {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub fn start(dir: &Path) -> Mosquitto {
+        let port = free_port();
+        let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
+        // `user`: as root, mosquitto would otherwise switch to the
+        // `mosquitto` user and could not write its database here.
+        let config = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nuser {user}\n",
+            dir.display()
+        );
+        std::fs::write(dir.join("mosquitto.conf"), config).expect("write mosquitto.conf");
+        let mut broker = Mosquitto { port, dir: dir.to_path_buf(), child: None };
+        broker.restart();
+        broker
+    }
+
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("mosquitto.log")).unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.dir.join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start mosquitto (scripts/setup.sh installs it)");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(10));
+    }
+
+    /// SIGTERM: mosquitto saves its sessions and queued messages.
+    pub fn stop(&mut self) {
+        stop(&mut self.child, "-TERM");
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        stop(&mut self.child, "-KILL");
+    }
+}
+
+/// A `mosquitto_sub` client with a persistent session that prints every
+/// message (topic and payload) on its own line.
+pub struct MqttSubscriber {
+    child: Child,
+    pub output: PathBuf,
+}
+
+impl MqttSubscriber {
+    pub fn start(port: u16, topic: &str, output: PathBuf) -> MqttSubscriber {
+        let file = std::fs::File::create(&output).unwrap();
+        let child = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic, "-q", "1", "-c", "-i"])
+            .arg(format!("dshost-test-sub-{}", std::process::id()))
+            .arg("-v")
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start mosquitto_sub (scripts/setup.sh installs mosquitto-clients)");
+        MqttSubscriber { child, output }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.output).unwrap_or_default().lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for MqttSubscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nats-server with JetStream storing under a directory that survives
+/// restarts.
+pub struct NatsServer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    pub fn start(dir: &Path) -> NatsServer {
+        let mut server = NatsServer { port: free_port(), dir: dir.to_path_buf(), child: None };
+        server.restart();
+        server
+    }
+
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("nats.log")).unwrap();
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.dir.join("jetstream"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start nats-server (scripts/setup.sh installs it)");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(10));
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        stop(&mut self.child, "-KILL");
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        stop(&mut self.child, "-KILL");
+    }
+}
