@@ -114,8 +114,9 @@ impl Sink for WebhookSink {
                 }
             }
             Err(ureq::Error::Transport(transport)) => {
-                // The transport error can quote the URL; never show its password.
-                Err(DeliveryError::Retry(format!("{}: {}", self.shown_url, redact_text(&transport.to_string()))))
+                // Not the error's Display: it quotes the URL, password included.
+                let detail = transport.message().map(|m| format!(": {}", redact_text(m))).unwrap_or_default();
+                Err(DeliveryError::Retry(format!("{}: {}{detail}", self.shown_url, transport.kind())))
             }
         }
     }
