@@ -24,7 +24,8 @@ pub struct FrameInfo {
     pub frame_num: i32,
     pub pts_ns: u64,
     /// The coordinate space of the boxes: the pipeline (muxer output) size
-    /// where the layout records it (6.0 on), else the source frame size.
+    /// where the frame meta records it (6.0 on), else the muxer output size
+    /// the reader was given, else the source frame size.
     pub width: u32,
     pub height: u32,
     pub source_width: u32,
@@ -46,12 +47,22 @@ pub enum ReadError {
 pub struct BatchReader {
     layout: MetaLayout,
     confidence: ConfidenceSource,
+    output_size: Option<(u32, u32)>,
     objects: Vec<Object>,
 }
 
 impl BatchReader {
     pub fn new(layout: MetaLayout, confidence: ConfidenceSource) -> Self {
-        BatchReader { layout, confidence, objects: Vec::with_capacity(64) }
+        BatchReader { layout, confidence, output_size: None, objects: Vec::with_capacity(64) }
+    }
+
+    /// The muxer's output size (the legacy nvstreammux scales to it), for
+    /// frame metas without `pipeline_width`: 5.x, and every frame meta
+    /// after a `gst_buffer_copy` (the real 9.0.2 library's copy leaves
+    /// `pipeline_width`/`pipeline_height` at 0).
+    pub fn with_output_size(mut self, size: Option<(u32, u32)>) -> Self {
+        self.output_size = size.filter(|(w, h)| *w > 0 && *h > 0);
+        self
     }
 
     pub fn layout(&self) -> MetaLayout {
@@ -94,7 +105,8 @@ impl BatchReader {
             }
             frames += 1;
             let head = &*meta;
-            let (mut width, mut height) = (head.source_frame_width, head.source_frame_height);
+            let (mut width, mut height) =
+                self.output_size.unwrap_or((head.source_frame_width, head.source_frame_height));
             if self.layout != MetaLayout::Ds5 {
                 // 6.0 and later record the muxer's output size right after the shared head.
                 let v6 = &*(meta as *const NvDsFrameMetaV6);
