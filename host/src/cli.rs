@@ -82,6 +82,19 @@ pub enum Command {
     /// Inspect and test strategy components.
     #[command(subcommand)]
     Strategy(StrategyCommand),
+    /// Report GStreamer, DeepStream (version, how detected, metadata layout,
+    /// profile, elements), the GPU, and which backend `auto` picks and why.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Print the report as JSON (shape in docs/probe.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Config whose `pipeline` settings and sources apply (default: the embedded default).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -50,8 +50,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Run(args)) => run::run(&args, &data_dir),
         Some(Command::ValidateConfig { file }) => validate_config(&file),
         Some(Command::Record(args)) => run::record(&args),
+        Some(Command::Probe(args)) => probe(&args),
         None => run::run(&cli.run, &data_dir),
     }
+}
+
+fn probe(args: &cli::ProbeArgs) -> Result<ExitCode> {
+    let config = run::load_config(args.config.as_deref(), &[], &[])?;
+    let report = dshost::probe::probe(&config);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).context("cannot encode the probe report")?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn validate_config(file: &Path) -> Result<ExitCode> {

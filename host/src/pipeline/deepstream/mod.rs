@@ -13,6 +13,7 @@ pub mod library;
 pub mod probe;
 pub mod profile;
 pub mod reader;
+pub mod select;
 pub mod version;
 
 pub use library::{LibraryError, MetaLibrary};
