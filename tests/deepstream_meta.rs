@@ -596,3 +596,113 @@ fn layouts_5_to_8_on_memory_laid_out_per_headers() {
         }
     }
 }
+
+/// `dshost probe --json` with `envs` (LD_LIBRARY_PATH is cleared first).
+fn probe_json(envs: &[(&str, &std::ffi::OsStr)]) -> serde_json::Value {
+    let mut command = std::process::Command::new(common::dshost_bin());
+    command.args(["probe", "--json"]).env_remove("LD_LIBRARY_PATH");
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let output = command.output().expect("dshost probe");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("probe JSON")
+}
+
+#[test]
+fn probe_without_deepstream_reports_none_and_the_cpu_backend() {
+    let empty = tempfile::tempdir().unwrap();
+    let report = probe_json(&[("DSHOST_PIPELINE__DEEPSTREAM__ROOT", empty.path().as_os_str())]);
+    let ds = &report["deepstream"];
+    assert_eq!(ds["found"], false, "{report:#}");
+    assert!(ds["metadata_layout"].is_null() && ds["version"].is_null() && ds["profile"].is_null());
+    assert_eq!(ds["metadata_library"]["loaded"], false);
+    assert_eq!(report["backend"]["auto"]["backend"], "cpu");
+    assert!(report["backend"]["auto"]["reason"].as_str().unwrap().contains("libnvds_meta.so"));
+    assert!(report["gstreamer"]["version"].as_str().unwrap().starts_with("GStreamer 1."));
+    assert!(report.get("gpu_decode").is_some(), "the place for GPU decode detection");
+}
+
+#[test]
+fn probe_with_the_real_libraries_reports_the_9x_layout() {
+    let empty = tempfile::tempdir().unwrap();
+    let report = probe_json(&[
+        ("LD_LIBRARY_PATH", libs_dir().as_os_str()),
+        ("DSHOST_PIPELINE__DEEPSTREAM__ROOT", empty.path().as_os_str()),
+    ]);
+    let ds = &report["deepstream"];
+    assert_eq!(ds["found"], true, "{report:#}");
+    assert_eq!(ds["metadata_library"]["loaded"], true);
+    assert_eq!(ds["fingerprint"]["object_meta_size"], 552);
+    assert_eq!(ds["fingerprint"]["frame_meta_size"], 232);
+    assert_eq!(ds["metadata_layout"], "9.x");
+    assert_eq!(ds["detected_by"], "fingerprint");
+    assert_eq!(ds["profile"], "9.x");
+    // The libraries alone are not DeepStream: no muxer, no inference.
+    assert_eq!(report["backend"]["auto"]["backend"], "cpu");
+    assert!(report["backend"]["auto"]["reason"].as_str().unwrap().contains("`nvstreammux`"), "{report:#}");
+}
+
+#[test]
+fn probe_refuses_a_version_file_that_contradicts_the_library() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("version"), "Version: 8.0.0\nDATE: Tue Jun 10 00:00:00 UTC 2025\n").unwrap();
+    let report = probe_json(&[
+        ("LD_LIBRARY_PATH", libs_dir().as_os_str()),
+        ("DSHOST_PIPELINE__DEEPSTREAM__ROOT", root.path().as_os_str()),
+    ]);
+    let ds = &report["deepstream"];
+    assert_eq!(ds["version"], "8.0.0", "{report:#}");
+    assert_eq!(ds["detected_by"], "version_file");
+    assert!(ds["metadata_layout"].is_null(), "an 8.0 reader must never read 9.x metadata: {report:#}");
+    assert!(ds["problems"].as_array().unwrap().iter().any(|p| p.as_str().unwrap().contains("refusing to read")));
+
+    // An override that agrees with the library wins over the file, and the
+    // disagreement is reported.
+    let report = probe_json(&[
+        ("LD_LIBRARY_PATH", libs_dir().as_os_str()),
+        ("DSHOST_PIPELINE__DEEPSTREAM__ROOT", root.path().as_os_str()),
+        ("DSHOST_PIPELINE__DEEPSTREAM__VERSION", std::ffi::OsStr::new("9.0")),
+    ]);
+    let ds = &report["deepstream"];
+    assert_eq!((ds["version"].as_str(), ds["detected_by"].as_str()), (Some("9.0.0"), Some("override")));
+    assert_eq!(ds["metadata_layout"], "9.x");
+    assert!(ds["problems"].as_array().unwrap().iter().any(|p| p.as_str().unwrap().contains("8.0.0")));
+}
+
+#[test]
+fn backend_deepstream_where_it_is_missing_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ds.yaml");
+    std::fs::write(
+        &config,
+        "sources:\n  - id: cam-1\n    uri: test://ball?frames=5\npipeline:\n  backend: deepstream\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(common::dshost_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("LD_LIBRARY_PATH", libs_dir())
+        .env("DSHOST_PIPELINE__DEEPSTREAM__ROOT", dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needle in ["`pipeline.backend: deepstream`", "`nvstreammux`", "`nvinfer`", "infer_config", "`cam-1`", "dshost probe"] {
+        assert!(stderr.contains(needle), "{needle} missing from: {stderr}");
+    }
+    // `auto` runs the same config on the CPU and says why.
+    let auto = std::fs::read_to_string(&config).unwrap().replace("backend: deepstream", "backend: auto");
+    std::fs::write(&config, auto).unwrap();
+    let output = std::process::Command::new(common::dshost_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("LD_LIBRARY_PATH", libs_dir())
+        .env("DSHOST_PIPELINE__DEEPSTREAM__ROOT", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("backend: cpu") && stderr.contains("`nvstreammux`"), "{stderr}");
+    assert!(stderr.contains("summary cam-1: 5 frames decoded"), "{stderr}");
+}

@@ -56,7 +56,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn probe(args: &cli::ProbeArgs) -> Result<ExitCode> {
-    let config = run::load_config(args.config.as_deref(), &[], &[])?;
+    let (text, origin) = match &args.config {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the config {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (dshost::config::DEFAULT_CONFIG.to_string(), "<embedded default config>".to_string()),
+    };
+    // The probe looks at the pipeline and sources only: strategy files need not exist.
+    let config = dshost::config::parse_config_with(&text, &origin, |config| config.strategies.clear())?;
     let report = dshost::probe::probe(&config);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).context("cannot encode the probe report")?);

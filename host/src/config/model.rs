@@ -183,6 +183,8 @@ impl Default for PipelineConfig {
 pub struct DeepStreamConfig {
     /// Version override (e.g. `7.1`), taking precedence over detection;
     /// the metadata library's fingerprint must still confirm its layout.
+    /// A number (`9.0`) is taken as its text.
+    #[serde(deserialize_with = "version_text")]
     pub version: Option<String>,
     /// Install root holding `version`, `lib/` and the sample configs.
     pub root: PathBuf,
@@ -218,6 +220,15 @@ impl Default for DeepStreamConfig {
             gpu_id: 0,
             tracker: DeepStreamTrackerConfig::default(),
         }
+    }
+}
+
+fn version_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    match serde_yaml::Value::deserialize(deserializer)? {
+        serde_yaml::Value::Null => Ok(None),
+        serde_yaml::Value::String(text) => Ok(Some(text)),
+        serde_yaml::Value::Number(number) => Ok(Some(number.to_string())),
+        _ => Err(serde::de::Error::custom("expected a version like 7.1 or 9.0.2")),
     }
 }
 

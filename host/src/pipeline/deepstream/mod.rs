@@ -8,6 +8,7 @@
 //! into compact frames. See `shared/design/deepstream-abi.md`.
 
 pub mod abi;
+pub mod batched;
 pub mod builder;
 pub mod library;
 pub mod probe;
