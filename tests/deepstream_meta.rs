@@ -145,7 +145,7 @@ fn expected_objects(n: u64, s: u32) -> Vec<(&'static str, Object)> {
     (0..count)
         .map(|k| {
             let (label, class_id) = if k % 2 == 0 { ("person", 0) } else { ("car", 2) };
-            let object_id = if k == 1 && n % 4 == 0 { UNTRACKED } else { 1000 * u64::from(s) + 10 * n + k as u64 };
+            let object_id = if k == 1 && n.is_multiple_of(4) { UNTRACKED } else { 1000 * u64::from(s) + 10 * n + k as u64 };
             let object = Object {
                 left: 10.5 + n as f32,
                 top: 20.25 + 10.0 * s as f32,
@@ -187,13 +187,13 @@ unsafe fn attach(writer: &Writer, buffer: &mut gst::BufferRef, n: u64) -> *mut u
             put::<u64>(obj, 56, object.object_id);
             put::<f32>(obj, 96, object.confidence);
             put::<f32>(obj, 100, 0.99); // tracker_confidence
-            // rect_params@104 (9.x: 112 bytes), detector_bbox_info@64.
+                                        // rect_params@104 (9.x: 112 bytes), detector_bbox_info@64.
             for (i, v) in [object.left, object.top, object.width, object.height].into_iter().enumerate() {
                 put::<f32>(obj, 104 + 4 * i, v);
                 put::<f32>(obj, 64 + 4 * i, v);
             }
             put::<f32>(obj, 208, 12.5); // rect_params.rotation_angle (9.x)
-            // text_params.display_text@240: the library's copy deep-copies it.
+                                        // text_params.display_text@240: the library's copy deep-copies it.
             let text = std::ffi::CString::new(label).unwrap();
             put::<*mut i8>(obj, 240, gst::glib::ffi::g_strdup(text.as_ptr()));
             // obj_label[128]@344
@@ -216,7 +216,13 @@ unsafe fn attach(writer: &Writer, buffer: &mut gst::BufferRef, n: u64) -> *mut u
         assert_eq!(get::<*const u8>(frame, 104).is_null(), count == 0, "obj_meta_list@104");
     }
     assert_eq!(get::<c_uint>(batch, 44), SOURCES, "num_frames_in_batch@44 as the library counted it");
-    let meta = (writer.add_meta)(buffer.as_mut_ptr(), batch.cast(), std::ptr::null_mut(), writer.copy_func, writer.release_func);
+    let meta = (writer.add_meta)(
+        buffer.as_mut_ptr(),
+        batch.cast(),
+        std::ptr::null_mut(),
+        writer.copy_func,
+        writer.release_func,
+    );
     assert!(!meta.is_null());
     // As nvstreammux does: the GstMeta is a batch meta, and the batch meta
     // knows itself and its copy/release functions.
@@ -303,7 +309,13 @@ fn strategy_receives_exactly_the_objects_written_by_the_real_library() {
         }));
         routes.set(
             s,
-            Route { source_id: id, queue: queue.clone(), metrics, paced: false, stop: Arc::new(AtomicBool::new(false)) },
+            Route {
+                source_id: id,
+                queue: queue.clone(),
+                metrics,
+                paced: false,
+                stop: Arc::new(AtomicBool::new(false)),
+            },
         );
         queues.push(queue);
     }
@@ -397,7 +409,11 @@ fn strategy_receives_exactly_the_objects_written_by_the_real_library() {
             assert_eq!(&*frame.source_id, format!("cam-{s}"));
             assert_eq!(frame.frame_number, n);
             assert_eq!(frame.pts_ns, n * 1_000_000_000 / 30);
-            assert_eq!((frame.width, frame.height), (PIPELINE_W, PIPELINE_H), "boxes are in the muxer space (frame {n})");
+            assert_eq!(
+                (frame.width, frame.height),
+                (PIPELINE_W, PIPELINE_H),
+                "boxes are in the muxer space (frame {n})"
+            );
             // The library's copy function does not keep the list order, so
             // objects compare as sets (ordered by width, unique per frame).
             let mut objects: Vec<Object> = frame.objects().iter().collect();
@@ -555,9 +571,8 @@ fn layouts_5_to_8_on_memory_laid_out_per_headers() {
         let fake = FakeBatch::new(facts, &frames);
         let mut got = Vec::new();
         let read = unsafe {
-            BatchReader::new(layout, ConfidenceSource::Detector).read(fake.batch.cast(), &labels, |info, objects| {
-                got.push((*info, objects.to_vec()))
-            })
+            BatchReader::new(layout, ConfidenceSource::Detector)
+                .read(fake.batch.cast(), &labels, |info, objects| got.push((*info, objects.to_vec())))
         };
         assert_eq!(read, Ok(2), "{layout}");
         let expected_size = if facts.3 { (1920, 1080) } else { (640, 480) };
@@ -591,8 +606,13 @@ fn layouts_5_to_8_on_memory_laid_out_per_headers() {
 
         // Every other reader refuses this memory instead of misreading it.
         for (other, _) in layouts.iter().filter(|(other, _)| *other != layout) {
-            let refused = unsafe { BatchReader::new(*other, ConfidenceSource::Detector).read(fake.batch.cast(), &labels, |_, _| {}) };
-            assert!(matches!(refused, Err(ReadError::LayoutChanged { .. })), "{other} reader on {layout} memory: {refused:?}");
+            let refused = unsafe {
+                BatchReader::new(*other, ConfidenceSource::Detector).read(fake.batch.cast(), &labels, |_, _| {})
+            };
+            assert!(
+                matches!(refused, Err(ReadError::LayoutChanged { .. })),
+                "{other} reader on {layout} memory: {refused:?}"
+            );
         }
     }
 }
@@ -688,7 +708,9 @@ fn backend_deepstream_where_it_is_missing_is_a_clear_error() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for needle in ["`pipeline.backend: deepstream`", "`nvstreammux`", "`nvinfer`", "infer_config", "`cam-1`", "dshost probe"] {
+    for needle in
+        ["`pipeline.backend: deepstream`", "`nvstreammux`", "`nvinfer`", "infer_config", "`cam-1`", "dshost probe"]
+    {
         assert!(stderr.contains(needle), "{needle} missing from: {stderr}");
     }
     // `auto` runs the same config on the CPU and says why.

@@ -77,11 +77,8 @@ pub fn probe(config: &Config) -> ProbeReport {
     let _ = gstreamer::init();
     let ds = &config.pipeline.deepstream;
     let survey = Survey::gather(ds);
-    let sources: Vec<SourceSpec> = config
-        .sources
-        .iter()
-        .filter_map(|s| SourceSpec::from_config(s, config.pipeline.detector).ok())
-        .collect();
+    let sources: Vec<SourceSpec> =
+        config.sources.iter().filter_map(|s| SourceSpec::from_config(s, config.pipeline.detector).ok()).collect();
     let missing = survey.missing(ds, &sources);
     let layout = survey.detection.layout;
     let profile = survey.profile;
@@ -150,18 +147,18 @@ impl ProbeReport {
             }
         ));
         if let Some(f) = &ds.fingerprint {
-            line(format!("  fingerprint:    object meta {} bytes, frame meta {} bytes", f.object_meta_size, f.frame_meta_size));
+            line(format!(
+                "  fingerprint:    object meta {} bytes, frame meta {} bytes",
+                f.object_meta_size, f.frame_meta_size
+            ));
         }
         line(format!(
             "  metadata layout: {}",
             ds.metadata_layout.map(|l| l.to_string()).unwrap_or_else(|| "none (metadata is not read)".into())
         ));
         line(format!("  profile:        {}", ds.profile.unwrap_or("none")));
-        let present: Vec<String> = ds
-            .elements
-            .iter()
-            .filter_map(|e| e.plugin_version.as_ref().map(|v| format!("{} {v}", e.name)))
-            .collect();
+        let present: Vec<String> =
+            ds.elements.iter().filter_map(|e| e.plugin_version.as_ref().map(|v| format!("{} {v}", e.name))).collect();
         line(format!("  elements:       {}", if present.is_empty() { "none".to_string() } else { present.join(", ") }));
         for problem in &ds.problems {
             line(format!("  problem:        {problem}"));
@@ -169,11 +166,7 @@ impl ProbeReport {
         line(format!(
             "GPU:              {}",
             if self.gpu.present {
-                format!(
-                    "{} {}",
-                    self.gpu.device_nodes.join(" "),
-                    self.gpu.driver_version.clone().unwrap_or_default()
-                )
+                format!("{} {}", self.gpu.device_nodes.join(" "), self.gpu.driver_version.clone().unwrap_or_default())
             } else {
                 "none".to_string()
             }

@@ -15,11 +15,11 @@ use anyhow::{Context, Result};
 use crate::cli::{RecordArgs, RunArgs};
 use dshost::alerts::{Alert, AlertStats, Suppression, Throttle};
 use dshost::config::{self, Backend, Config, SourceConfig, StrategyConfig};
+use dshost::frame::jsonl::FrameLine;
+use dshost::frame::LabelTable;
 use dshost::pipeline::deepstream::batched::DeepStreamPipeline;
 use dshost::pipeline::deepstream::select::{decide, Choice, Survey};
 use dshost::pipeline::deepstream::Profile;
-use dshost::frame::jsonl::FrameLine;
-use dshost::frame::LabelTable;
 use dshost::pipeline::{Runtime, RuntimeSettings, SourceSpec, SourceSummary};
 use dshost::strategy::reload::{Reloader, StrategySpec};
 use dshost::strategy::StrategyEngine;
@@ -318,8 +318,11 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
     let writer = std::thread::Builder::new().name("alerts".into()).spawn(move || output.run(receiver))?;
     let labels = Arc::new(labels(&config));
     let deepstream = choose_backend(&config, &labels)?;
-    let settings =
-        RuntimeSettings { pipeline: config.pipeline.clone(), recovery: config.recovery.clone(), labels: labels.clone() };
+    let settings = RuntimeSettings {
+        pipeline: config.pipeline.clone(),
+        recovery: config.recovery.clone(),
+        labels: labels.clone(),
+    };
     let mut runtime = Runtime::new(engine.clone(), settings, Vec::new(), sender)?;
     if let Some(deepstream) = deepstream {
         runtime = runtime.with_deepstream(deepstream);
@@ -461,11 +464,8 @@ fn choose_backend(config: &Config, labels: &Arc<LabelTable>) -> Result<Option<Ar
     gstreamer::init().context("GStreamer could not be initialised")?;
     let ds = &config.pipeline.deepstream;
     let survey = Survey::gather(ds);
-    let sources: Vec<SourceSpec> = config
-        .sources
-        .iter()
-        .filter_map(|s| SourceSpec::from_config(s, config.pipeline.detector).ok())
-        .collect();
+    let sources: Vec<SourceSpec> =
+        config.sources.iter().filter_map(|s| SourceSpec::from_config(s, config.pipeline.detector).ok()).collect();
     let missing = survey.missing(ds, &sources);
     match decide(config.pipeline.backend, &missing, survey.profile, survey.detection.layout)? {
         Choice::Cpu { reason } => {

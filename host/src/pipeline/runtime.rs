@@ -10,9 +10,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::controller::run_source;
+use super::cpu::StageContext;
 use super::deepstream::batched::DeepStreamPipeline;
 use super::deepstream::probe::Route;
-use super::cpu::StageContext;
 use super::metrics::{SourceMetrics, SourceSummary};
 use super::queue::FrameQueue;
 use super::source::SourceSpec;

@@ -74,7 +74,8 @@ impl DeepStreamPipeline {
             .downcast::<gst::Pipeline>()
             .map_err(|_| DeepStreamError::Parse { description: core.clone(), error: "not a pipeline".into() })?;
         let mux = pipeline.by_name(MUX).ok_or(DeepStreamError::NoElement(MUX))?;
-        let sink_pad = pipeline.by_name(SINK).and_then(|s| s.static_pad("sink")).ok_or(DeepStreamError::NoElement(SINK))?;
+        let sink_pad =
+            pipeline.by_name(SINK).and_then(|s| s.static_pad("sink")).ok_or(DeepStreamError::NoElement(SINK))?;
         // The legacy muxer scales to width x height; the new one does not.
         let output = (!config.new_streammux).then_some((config.width, config.height));
         let reader = BatchReader::new(layout, config.confidence).with_output_size(output);

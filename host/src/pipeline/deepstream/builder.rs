@@ -166,8 +166,10 @@ pub fn core(config: &DeepStreamConfig, profile: &Profile, sources: usize) -> Res
         config.gpu_id
     ));
     if config.tracker.enabled {
-        let lib = config.tracker.lib_file.clone().unwrap_or_else(|| config.root.join("lib").join(profile.tracker_library));
-        let mut tracker = format!("nvtracker name=dshost-tracker ll-lib-file={} gpu-id={}", path_text(&lib), config.gpu_id);
+        let lib =
+            config.tracker.lib_file.clone().unwrap_or_else(|| config.root.join("lib").join(profile.tracker_library));
+        let mut tracker =
+            format!("nvtracker name=dshost-tracker ll-lib-file={} gpu-id={}", path_text(&lib), config.gpu_id);
         let tracker_config =
             config.tracker.config_file.clone().or_else(|| profile.tracker_sample_config.map(|c| config.root.join(c)));
         if let Some(file) = tracker_config {
@@ -216,7 +218,11 @@ pub fn source_chain(config: &DeepStreamConfig, profile: &Profile, index: u32, so
 }
 
 /// The whole pipeline for `sources`, which get muxer pads 0, 1, ...
-pub fn build(config: &DeepStreamConfig, profile: &Profile, sources: &[DsSource]) -> Result<PipelineDescription, BuildError> {
+pub fn build(
+    config: &DeepStreamConfig,
+    profile: &Profile,
+    sources: &[DsSource],
+) -> Result<PipelineDescription, BuildError> {
     let core = core(config, profile, sources.len())?;
     let sources = sources
         .iter()
@@ -294,7 +300,7 @@ mod tests {
             let profile = Profile::by_id(id).unwrap();
             let description = build(&config, profile, &fixed_sources()).unwrap();
             assert_eq!(description.env, vec![("USE_NEW_NVSTREAMMUX", "yes")]);
-            check_golden(&format!("pipeline-{id}-new-streammux.txt", ), &description.to_text());
+            check_golden(&format!("pipeline-{id}-new-streammux.txt",), &description.to_text());
         }
         let error = build(&config, Profile::by_id("5.x").unwrap(), &fixed_sources()).unwrap_err();
         assert_eq!(error, BuildError::NewMuxUnavailable { profile: "5.x" });
@@ -305,7 +311,10 @@ mod tests {
         let description = build(&fixed_config(), Profile::by_id("9.x").unwrap(), &fixed_sources()).unwrap();
         let line = description.launch_line();
         assert!(line.starts_with(&description.core));
-        assert!(line.contains("! dshost-queue-1 ! dshost-mux.sink_1") || line.contains("name=dshost-queue-1 ! dshost-mux.sink_1"));
+        assert!(
+            line.contains("! dshost-queue-1 ! dshost-mux.sink_1")
+                || line.contains("name=dshost-queue-1 ! dshost-mux.sink_1")
+        );
     }
 
     #[test]

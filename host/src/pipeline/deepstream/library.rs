@@ -64,14 +64,14 @@ impl MetaLibrary {
     pub fn load_with(by_name: bool, dirs: &[PathBuf]) -> Result<Self, LibraryError> {
         let mut tried = Vec::new();
         let by_name = by_name.then_some(None);
-        let candidates = by_name.into_iter().chain(dirs.iter().map(|d| Some(d.as_path()))).collect::<Vec<Option<&Path>>>();
+        let candidates =
+            by_name.into_iter().chain(dirs.iter().map(|d| Some(d.as_path()))).collect::<Vec<Option<&Path>>>();
         for dir in candidates {
             let (core_name, gst_name) = match dir {
                 None => (META_LIBRARY.to_string(), GST_META_LIBRARY.to_string()),
-                Some(dir) => (
-                    dir.join(META_LIBRARY).display().to_string(),
-                    dir.join(GST_META_LIBRARY).display().to_string(),
-                ),
+                Some(dir) => {
+                    (dir.join(META_LIBRARY).display().to_string(), dir.join(GST_META_LIBRARY).display().to_string())
+                }
             };
             match Self::load_pair(&core_name, &gst_name) {
                 Ok(library) => return Ok(library),

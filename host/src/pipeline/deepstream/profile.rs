@@ -159,7 +159,8 @@ mod tests {
 
     #[test]
     fn every_known_release_has_one_profile_with_its_layout() {
-        for (major, minor) in [(5, 0), (5, 1), (6, 0), (6, 1), (6, 2), (6, 3), (6, 4), (7, 0), (7, 1), (8, 0), (9, 0), (9, 1)]
+        for (major, minor) in
+            [(5, 0), (5, 1), (6, 0), (6, 1), (6, 2), (6, 3), (6, 4), (7, 0), (7, 1), (8, 0), (9, 0), (9, 1)]
         {
             let version = DsVersion::new(major, minor, 0);
             let profile = Profile::for_version(version).unwrap_or_else(|| panic!("no profile for {version}"));

@@ -58,7 +58,12 @@ impl GpuInfo {
             .and_then(|text| text.lines().next().map(|l| l.trim().to_string()));
         // SAFETY: libcuda's initialisers only register the driver API.
         let libcuda_loadable = root == Path::new("/") && unsafe { libloading::Library::new("libcuda.so.1") }.is_ok();
-        GpuInfo { present: !device_nodes.is_empty() || driver_version.is_some(), device_nodes, driver_version, libcuda_loadable }
+        GpuInfo {
+            present: !device_nodes.is_empty() || driver_version.is_some(),
+            device_nodes,
+            driver_version,
+            libcuda_loadable,
+        }
     }
 }
 
@@ -106,7 +111,8 @@ impl Survey {
     /// when it can.
     pub fn missing(&self, config: &DeepStreamConfig, sources: &[SourceSpec]) -> Vec<String> {
         let mut missing = Vec::new();
-        if self.library.is_err() && !self.detection.found() && self.elements.iter().all(|e| e.plugin_version.is_none()) {
+        if self.library.is_err() && !self.detection.found() && self.elements.iter().all(|e| e.plugin_version.is_none())
+        {
             return vec![format!(
                 "DeepStream itself: no metadata library ({}) and no DeepStream GStreamer element was found",
                 super::library::META_LIBRARY
@@ -262,7 +268,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(survey.missing(&config, std::slice::from_ref(&scene)).len(), 1, "nothing installed: one reason");
-        let survey = Survey { elements: vec![ElementInfo { name: "nvvideoconvert", plugin_version: Some("1.2.3".into()) }], ..survey };
+        let survey = Survey {
+            elements: vec![ElementInfo { name: "nvvideoconvert", plugin_version: Some("1.2.3".into()) }],
+            ..survey
+        };
         let missing = survey.missing(&config, &[scene]);
         let all = missing.join("\n");
         for needle in ["metadata libraries", "`nvstreammux`", "`nvinfer`", "`nvtracker`", "infer_config", "`demo`"] {

@@ -163,7 +163,8 @@ pub enum VersionSource {
 
 /// The DeepStream plugins whose version follows the release ("X.Y").
 /// nvvideoconvert (1.2.3) and nvv4l2decoder (1.14.0) do not.
-pub const VERSIONED_ELEMENTS: [&str; 6] = ["nvinfer", "nvstreammux", "nvtracker", "nvdsosd", "nvmsgconv", "nvurisrcbin"];
+pub const VERSIONED_ELEMENTS: [&str; 6] =
+    ["nvinfer", "nvstreammux", "nvtracker", "nvdsosd", "nvmsgconv", "nvurisrcbin"];
 
 /// Everything detection looks at.
 #[derive(Debug, Clone, Default)]
@@ -341,7 +342,10 @@ mod tests {
         assert_eq!(DsVersion::parse("5.0.0"), Some(DsVersion::new(5, 0, 0)));
         assert_eq!(DsVersion::parse("seven"), None);
         assert_eq!(DsVersion::parse("1.2.3.4"), None);
-        assert_eq!(parse_version_file("Version: 7.1.0\nDATE: Fri Oct  4 14:25:35 UTC 2024"), Some(DsVersion::new(7, 1, 0)));
+        assert_eq!(
+            parse_version_file("Version: 7.1.0\nDATE: Fri Oct  4 14:25:35 UTC 2024"),
+            Some(DsVersion::new(7, 1, 0))
+        );
         assert_eq!(parse_version_file("garbage"), None);
     }
 
@@ -388,7 +392,11 @@ mod tests {
 
     #[test]
     fn bad_override_is_ignored_with_a_problem() {
-        let inputs = DetectionInputs { override_version: Some("latest".into()), version_file: file("7.1.0"), ..Default::default() };
+        let inputs = DetectionInputs {
+            override_version: Some("latest".into()),
+            version_file: file("7.1.0"),
+            ..Default::default()
+        };
         let d = inputs.detect();
         assert_eq!(d.version, Some(DsVersion::new(7, 1, 0)));
         assert_eq!(d.source, Some(VersionSource::VersionFile));
