@@ -145,7 +145,8 @@ fn expected_objects(n: u64, s: u32) -> Vec<(&'static str, Object)> {
     (0..count)
         .map(|k| {
             let (label, class_id) = if k % 2 == 0 { ("person", 0) } else { ("car", 2) };
-            let object_id = if k == 1 && n.is_multiple_of(4) { UNTRACKED } else { 1000 * u64::from(s) + 10 * n + k as u64 };
+            let object_id =
+                if k == 1 && n.is_multiple_of(4) { UNTRACKED } else { 1000 * u64::from(s) + 10 * n + k as u64 };
             let object = Object {
                 left: 10.5 + n as f32,
                 top: 20.25 + 10.0 * s as f32,
