@@ -307,6 +307,62 @@ pub struct NvDsObjectMetaV9 {
     pub reserved: [i64; 4],
 }
 
+/// `NvOSD_LineParams`.
+#[repr(C)]
+pub struct NvOSD_LineParams {
+    pub x1: c_uint,
+    pub y1: c_uint,
+    pub x2: c_uint,
+    pub y2: c_uint,
+    pub line_width: c_uint,
+    pub line_color: NvOSD_ColorParams,
+}
+
+/// `NvOSD_ArrowParams`.
+#[repr(C)]
+pub struct NvOSD_ArrowParams {
+    pub x1: c_uint,
+    pub y1: c_uint,
+    pub x2: c_uint,
+    pub y2: c_uint,
+    pub arrow_width: c_uint,
+    pub arrow_head: c_int,
+    pub arrow_color: NvOSD_ColorParams,
+    pub reserved: c_uint,
+}
+
+/// `NvOSD_CircleParams`.
+#[repr(C)]
+pub struct NvOSD_CircleParams {
+    pub xc: c_uint,
+    pub yc: c_uint,
+    pub radius: c_uint,
+    pub circle_color: NvOSD_ColorParams,
+    pub has_bg_color: c_uint,
+    pub bg_color: NvOSD_ColorParams,
+    pub reserved: c_uint,
+}
+
+/// `NvDsDisplayMeta` (16 of each element, `MAX_ELEMENTS_IN_DISPLAY_META`);
+/// generic over the rectangle type, the only part that changed (9.0).
+/// dshost does not read display metas; the sizes pin the rectangle change.
+#[repr(C)]
+pub struct NvDsDisplayMeta<R> {
+    pub base_meta: NvDsBaseMeta,
+    pub num_rects: c_uint,
+    pub num_labels: c_uint,
+    pub num_lines: c_uint,
+    pub num_arrows: c_uint,
+    pub num_circles: c_uint,
+    pub rect_params: [R; 16],
+    pub text_params: [NvOSD_TextParams; 16],
+    pub line_params: [NvOSD_LineParams; 16],
+    pub arrow_params: [NvOSD_ArrowParams; 16],
+    pub circle_params: [NvOSD_CircleParams; 16],
+    pub misc_osd_data: [i64; 4],
+    pub reserved: [i64; 4],
+}
+
 #[cfg(test)]
 mod tests {
     //! Every size and offset stated in `shared/design/deepstream-abi.md` §1.
@@ -461,6 +517,12 @@ mod tests {
         assert_eq!(offset_of!(O, obj_user_meta_list), 480);
         assert_eq!(offset_of!(O, misc_obj_info), 488);
         assert_eq!(offset_of!(O, reserved), 520);
+    }
+
+    #[test]
+    fn display_meta() {
+        assert_eq!(size_of::<NvDsDisplayMeta<NvOSD_RectParamsV5>>(), 6912);
+        assert_eq!(size_of::<NvDsDisplayMeta<NvOSD_RectParamsV9>>(), 7040);
     }
 
     #[test]

@@ -156,3 +156,34 @@ impl MetaProbe {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(id: &str) -> Route {
+        Route {
+            source_id: Arc::from(id),
+            queue: Arc::new(FrameQueue::new(2)),
+            metrics: Arc::new(SourceMetrics::default()),
+            paced: true,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    #[test]
+    fn sources_join_and_leave_through_reused_pad_indexes() {
+        let routes = Routes::default();
+        assert_eq!(routes.free_index(), 0);
+        routes.set(0, route("a"));
+        routes.set(1, route("b"));
+        assert_eq!(routes.free_index(), 2);
+        assert_eq!(routes.remove(0).map(|r| r.source_id.to_string()), Some("a".into()));
+        assert!(routes.get(0).is_none());
+        assert_eq!(routes.free_index(), 0, "a left: its muxer pad index is reused");
+        routes.set(0, route("c"));
+        assert_eq!(routes.get(0).map(|r| r.source_id.to_string()), Some("c".into()));
+        assert_eq!(routes.get(1).map(|r| r.source_id.to_string()), Some("b".into()));
+        assert!(routes.get(7).is_none() && routes.remove(7).is_none());
+    }
+}
