@@ -183,10 +183,10 @@ unsafe fn attach(writer: &Writer, buffer: &mut gst::BufferRef, n: u64) -> *mut u
         put::<c_uint>(frame, 164, PIPELINE_H);
         for (label, object) in expected_objects(n, s) {
             let obj = (writer.acquire_obj)(batch);
-            put::<c_int>(obj, 48, 1); // unique_component_id
             // The model numbers its classes its own way (COCO id + 40 here);
             // dshost must map obj_label@344 to the label table's id, so a
             // reader looking at the wrong label offset fails this test.
+            put::<c_int>(obj, 48, 1); // unique_component_id
             put::<c_int>(obj, 52, object.class_id as c_int + 40);
             put::<u64>(obj, 56, object.object_id);
             put::<f32>(obj, 96, object.confidence);
