@@ -147,6 +147,9 @@ impl DeepStreamPipeline {
         self.routes.remove(joined.index);
         let _ = joined.bin.set_state(gst::State::Null);
         let _ = self.pipeline.remove(&joined.bin);
+        // As NVIDIA's runtime add/delete sample does: flush the stream out of
+        // the muxer before its pad goes.
+        joined.mux_pad.send_event(gst::event::FlushStop::new(false));
         self.mux.release_request_pad(&joined.mux_pad);
         tracing::info!(source = %id, "source left the DeepStream pipeline");
     }

@@ -5,7 +5,9 @@
 //! per-release element and property choices as data; `builder` turns
 //! config + profile into the batched pipeline; `library` opens NVIDIA's
 //! metadata libraries at run time; `abi` and `reader` walk `NvDsBatchMeta`
-//! into compact frames. See `shared/design/deepstream-abi.md`.
+//! into compact frames; `probe` routes them to the per-source queues;
+//! `select` decides the backend; `batched` runs the pipeline. See
+//! `shared/design/deepstream-abi.md`.
 
 pub mod abi;
 pub mod batched;
