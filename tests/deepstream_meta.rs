@@ -698,9 +698,20 @@ fn probe_refuses_a_version_file_that_contradicts_the_library() {
 fn backend_deepstream_where_it_is_missing_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ds.yaml");
+    // Without an nvinfer config the file is refused before anything runs.
     std::fs::write(
         &config,
         "sources:\n  - id: cam-1\n    uri: test://ball?frames=5\npipeline:\n  backend: deepstream\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(common::dshost_bin()).arg("validate-config").arg(&config).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`pipeline.deepstream.infer_config`") && stderr.contains(":4:"), "{stderr}");
+    std::fs::write(
+        &config,
+        "sources:\n  - id: cam-1\n    uri: test://ball?frames=5\npipeline:\n  backend: deepstream\n  deepstream:\n    \
+         infer_config: /etc/dshost/pgie.txt\n",
     )
     .unwrap();
     let output = std::process::Command::new(common::dshost_bin())
@@ -712,9 +723,7 @@ fn backend_deepstream_where_it_is_missing_is_a_clear_error() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for needle in
-        ["`pipeline.backend: deepstream`", "`nvstreammux`", "`nvinfer`", "infer_config", "`cam-1`", "dshost probe"]
-    {
+    for needle in ["`pipeline.backend: deepstream`", "`nvstreammux`", "`nvinfer`", "`cam-1`", "dshost probe"] {
         assert!(stderr.contains(needle), "{needle} missing from: {stderr}");
     }
     // `auto` runs the same config on the CPU and says why.
