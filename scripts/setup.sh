@@ -12,6 +12,9 @@ APT_PACKAGES=(
   libgstreamer-plugins-bad1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gstreamer1.0-rtsp libgstrtspserver-1.0-dev
+  # pip fetches NVIDIA's DeepStream metadata libraries for the real-library
+  # test (scripts/fetch-deepstream-libs.sh).
+  python3 python3-pip
 )
 # `setup.sh --tests`: what the test suite adds (real brokers for the alert sinks).
 if [ "${1:-}" = "--tests" ]; then

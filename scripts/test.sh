@@ -12,6 +12,10 @@ bash scripts/setup.sh --tests
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dshost/target}"
 
 bash scripts/build-strategies.sh
+# NVIDIA's real DeepStream 9.0.2 metadata libraries for tests/deepstream_meta.rs
+# (downloaded once, cached; a failed download fails the run).
+DSHOST_DEEPSTREAM_TEST_LIBS="$(bash scripts/fetch-deepstream-libs.sh)"
+export DSHOST_DEEPSTREAM_TEST_LIBS
 cargo fmt --all -- --check
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 # cargo prints one summary per test binary (the last is often an empty

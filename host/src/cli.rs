@@ -85,6 +85,9 @@ pub enum Command {
     /// Read the alert journal: alerts with their delivery state per sink.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Report GStreamer, DeepStream (version, how detected, metadata layout,
+    /// profile, elements), the GPU, and which backend `auto` picks and why.
+    Probe(ProbeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +143,16 @@ pub enum DeliveryStateArg {
     Pending,
     Delivered,
     Rejected,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Print the report as JSON (shape in docs/probe.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Config whose `pipeline` settings and sources apply (default: the embedded default).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,4 +10,5 @@ pub mod frame;
 pub mod ops;
 pub mod paths;
 pub mod pipeline;
+pub mod probe;
 pub mod strategy;

@@ -52,8 +52,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::ValidateConfig { file }) => validate_config(&file),
         Some(Command::Record(args)) => run::record(&args),
         Some(Command::Alerts(command)) => alerts_cli::run(&data_dir, command),
+        Some(Command::Probe(args)) => probe(&args),
         None => run::run(&cli.run, &data_dir),
     }
+}
+
+fn probe(args: &cli::ProbeArgs) -> Result<ExitCode> {
+    let (text, origin) = match &args.config {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the config {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (dshost::config::DEFAULT_CONFIG.to_string(), "<embedded default config>".to_string()),
+    };
+    // The probe looks at the pipeline and sources only: strategy files need not exist.
+    let config = dshost::config::parse_config_with(&text, &origin, |config| config.strategies.clear())?;
+    let report = dshost::probe::probe(&config);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).context("cannot encode the probe report")?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn validate_config(file: &Path) -> Result<ExitCode> {

@@ -14,9 +14,12 @@ use anyhow::{Context, Result};
 use crate::cli::{RecordArgs, RunArgs};
 use dshost::alerts::sinks::jsonl::JsonlConfig;
 use dshost::alerts::{Alert, AlertStats, Dispatcher, DispatcherSettings, SinkConfig, Suppression, Throttle};
-use dshost::config::{self, Config, SourceConfig, StrategyConfig};
+use dshost::config::{self, Backend, Config, SourceConfig, StrategyConfig};
 use dshost::frame::jsonl::FrameLine;
 use dshost::frame::LabelTable;
+use dshost::pipeline::deepstream::batched::DeepStreamPipeline;
+use dshost::pipeline::deepstream::select::{decide, Choice, Survey};
+use dshost::pipeline::deepstream::Profile;
 use dshost::pipeline::{Runtime, RuntimeSettings, SourceSpec, SourceSummary};
 use dshost::strategy::reload::{Reloader, StrategySpec};
 use dshost::strategy::StrategyEngine;
@@ -300,12 +303,18 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
     let dispatcher = start_alerts(&config, args, data_dir, alert_stats.clone())?;
     let (sender, receiver) = std::sync::mpsc::channel::<Alert>();
     let writer = std::thread::Builder::new().name("alerts".into()).spawn(move || dispatcher.run(receiver))?;
+    let labels = Arc::new(labels(&config));
+    let deepstream = choose_backend(&config, &labels)?;
     let settings = RuntimeSettings {
         pipeline: config.pipeline.clone(),
         recovery: config.recovery.clone(),
-        labels: Arc::new(labels(&config)),
+        labels: labels.clone(),
     };
-    let runtime = Arc::new(Runtime::new(engine.clone(), settings, Vec::new(), sender)?);
+    let mut runtime = Runtime::new(engine.clone(), settings, Vec::new(), sender)?;
+    if let Some(deepstream) = deepstream {
+        runtime = runtime.with_deepstream(deepstream);
+    }
+    let runtime = Arc::new(runtime);
     // Startup is a reload from nothing: the same path as hot reload, but
     // here any failure is fatal.
     let reloader = Arc::new(Mutex::new(Reloader::new(engine, runtime.clone())));
@@ -439,6 +448,42 @@ pub fn record(args: &RecordArgs) -> Result<ExitCode> {
     let frames: u64 = summaries.iter().map(|s| s.frames_to_strategies).sum();
     eprintln!("recorded {frames} frames to {}", args.frames_out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Applies `pipeline.backend`: `None` runs the CPU backend; the DeepStream
+/// pipeline when `auto` finds it usable or `deepstream` asks for it (an
+/// error naming what is missing when it is not usable).
+fn choose_backend(config: &Config, labels: &Arc<LabelTable>) -> Result<Option<Arc<DeepStreamPipeline>>> {
+    if config.pipeline.backend == Backend::Cpu {
+        tracing::info!("backend: cpu (configured)");
+        return Ok(None);
+    }
+    gstreamer::init().context("GStreamer could not be initialised")?;
+    let ds = &config.pipeline.deepstream;
+    let survey = Survey::gather(ds);
+    let sources: Vec<SourceSpec> =
+        config.sources.iter().filter_map(|s| SourceSpec::from_config(s, config.pipeline.detector).ok()).collect();
+    let missing = survey.missing(ds, &sources);
+    match decide(config.pipeline.backend, &missing, survey.profile, survey.detection.layout)? {
+        Choice::Cpu { reason } => {
+            tracing::info!(reason = %reason, "backend: cpu");
+            Ok(None)
+        }
+        Choice::Deepstream { profile, layout } => {
+            let (Some(profile), Ok(library)) = (Profile::by_id(profile), survey.library) else {
+                anyhow::bail!("DeepStream profile {profile} or its metadata library vanished between checks");
+            };
+            if ds.new_streammux {
+                // nvstreammux reads this when its plugin loads, which is when
+                // the first element is made, below; no other thread reads it.
+                std::env::set_var("USE_NEW_NVSTREAMMUX", "yes");
+            }
+            tracing::info!(profile = profile.id, layout = %layout, "backend: deepstream");
+            let pipeline = DeepStreamPipeline::start(ds, profile, library, layout, labels.clone(), sources.len())
+                .context("cannot start the DeepStream pipeline")?;
+            Ok(Some(pipeline))
+        }
+    }
 }
 
 fn lock(reloader: &Mutex<Reloader>) -> std::sync::MutexGuard<'_, Reloader> {

@@ -198,6 +198,28 @@ fn parse_list<T: DeserializeOwned>(collector: &mut Collector, path: &str, value:
     parsed.into_iter().collect()
 }
 
+/// `pipeline.deepstream`, checked without looking for DeepStream itself.
+fn validate_deepstream(pipeline: &crate::config::PipelineConfig, collector: &mut Collector) {
+    let ds = &pipeline.deepstream;
+    if pipeline.backend == crate::config::Backend::Deepstream && ds.infer_config.is_none() {
+        collector.push(
+            "pipeline.deepstream.infer_config",
+            "required with `pipeline.backend: deepstream`: the nvinfer config file of the detector",
+        );
+    }
+    if let Some(version) = &ds.version {
+        if crate::pipeline::deepstream::DsVersion::parse(version).is_none() {
+            collector.push("pipeline.deepstream.version", format!("`{version}` is not a version like 7.1 or 9.0.2"));
+        }
+    }
+    if ds.batch_size == Some(0) {
+        collector.push("pipeline.deepstream.batch_size", "must be at least 1");
+    }
+    if ds.width == 0 || ds.height == 0 {
+        collector.push("pipeline.deepstream", "`width` and `height` must be greater than 0");
+    }
+}
+
 fn validate(config: &Config, collector: &mut Collector) {
     let mut ids = BTreeSet::new();
     for (i, source) in config.sources.iter().enumerate() {
@@ -232,6 +254,7 @@ fn validate(config: &Config, collector: &mut Collector) {
             collector.push("pipeline.labels", "must name at least one label (or be left out for COCO)");
         }
     }
+    validate_deepstream(pipeline, collector);
     let mut names = BTreeSet::new();
     for (i, strategy) in config.strategies.iter().enumerate() {
         let at = format!("strategies[{i}]");

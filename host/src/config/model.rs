@@ -167,6 +167,8 @@ pub enum Backend {
     Auto,
     /// Plain GStreamer on the CPU.
     Cpu,
+    /// NVIDIA DeepStream; an error naming what is missing when it is not usable.
+    Deepstream,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -183,6 +185,8 @@ pub struct PipelineConfig {
     /// Class label table (index = class id); default: the 80 COCO labels
     /// plus `motion`.
     pub labels: Option<Vec<String>>,
+    /// The DeepStream backend (used when `backend` picks it).
+    pub deepstream: DeepStreamConfig,
 }
 
 impl Default for PipelineConfig {
@@ -194,8 +198,89 @@ impl Default for PipelineConfig {
             tracker: TrackerConfig::default(),
             queue_depth: 16,
             labels: None,
+            deepstream: DeepStreamConfig::default(),
         }
     }
+}
+
+/// The DeepStream backend: one batched pipeline (sources -> nvstreammux ->
+/// nvinfer -> optional nvtracker -> dshost's probe). Element and property
+/// choices come from the profile of the detected DeepStream version.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeepStreamConfig {
+    /// Version override (e.g. `7.1`), taking precedence over detection;
+    /// the metadata library's fingerprint must still confirm its layout.
+    /// A number (`9.0`) is taken as its text.
+    #[serde(deserialize_with = "version_text")]
+    pub version: Option<String>,
+    /// Install root holding `version`, `lib/` and the sample configs.
+    pub root: PathBuf,
+    /// nvinfer config file of the primary detector (required for DeepStream).
+    pub infer_config: Option<PathBuf>,
+    /// nvstreammux/nvinfer batch size; default: the number of sources.
+    pub batch_size: Option<u32>,
+    /// Legacy nvstreammux output size (boxes are in this coordinate space).
+    pub width: u32,
+    pub height: u32,
+    /// How long nvstreammux waits to fill a batch, microseconds.
+    pub batched_push_timeout_us: u32,
+    /// Use the new nvstreammux (`USE_NEW_NVSTREAMMUX=yes`; DeepStream 6.0 and later).
+    pub new_streammux: bool,
+    /// Which confidence strategies see: the detector's or the tracker's.
+    pub confidence: ConfidenceSource,
+    pub gpu_id: u32,
+    pub tracker: DeepStreamTrackerConfig,
+}
+
+impl Default for DeepStreamConfig {
+    fn default() -> Self {
+        DeepStreamConfig {
+            version: None,
+            root: PathBuf::from("/opt/nvidia/deepstream/deepstream"),
+            infer_config: None,
+            batch_size: None,
+            width: 1280,
+            height: 720,
+            batched_push_timeout_us: 40_000,
+            new_streammux: false,
+            confidence: ConfidenceSource::Detector,
+            gpu_id: 0,
+            tracker: DeepStreamTrackerConfig::default(),
+        }
+    }
+}
+
+fn version_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    match serde_yaml::Value::deserialize(deserializer)? {
+        serde_yaml::Value::Null => Ok(None),
+        serde_yaml::Value::String(text) => Ok(Some(text)),
+        serde_yaml::Value::Number(number) => Ok(Some(number.to_string())),
+        _ => Err(serde::de::Error::custom("expected a version like 7.1 or 9.0.2")),
+    }
+}
+
+/// Which confidence the compact object record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfidenceSource {
+    /// `confidence`: the detector's (nvinfer).
+    #[default]
+    Detector,
+    /// `tracker_confidence` for tracked objects, the detector's for untracked ones.
+    Tracker,
+}
+
+/// nvtracker in the DeepStream pipeline.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeepStreamTrackerConfig {
+    pub enabled: bool,
+    /// Low-level tracker config (`ll-config-file`); default: the sample
+    /// config of the installed release, where the profile names one.
+    pub config_file: Option<PathBuf>,
+    /// Low-level tracker library (`ll-lib-file`); default: the profile's.
+    pub lib_file: Option<PathBuf>,
 }
 
 /// Built-in motion detector (frame differencing).

@@ -8,6 +8,7 @@
 
 pub mod controller;
 pub mod cpu;
+pub mod deepstream;
 pub mod detect;
 pub mod metrics;
 pub mod queue;

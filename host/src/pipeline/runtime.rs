@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use super::controller::run_source;
 use super::cpu::StageContext;
+use super::deepstream::batched::DeepStreamPipeline;
+use super::deepstream::probe::Route;
 use super::metrics::{SourceMetrics, SourceSummary};
 use super::queue::FrameQueue;
 use super::source::SourceSpec;
@@ -52,6 +54,8 @@ pub enum RuntimeError {
     Thread(std::io::Error),
     #[error("GStreamer could not be initialised: {0}")]
     Gstreamer(String),
+    #[error("cannot add the source to the DeepStream pipeline: {0}")]
+    DeepStream(String),
 }
 
 /// Makes the frame tap of a source (given its id).
@@ -66,6 +70,8 @@ struct SourceHandle {
     controller: Option<JoinHandle<()>>,
     worker: Option<JoinHandle<()>>,
     strategy_metrics: Vec<(String, Arc<StrategyMetrics>)>,
+    /// Set when the source runs in the shared DeepStream pipeline.
+    deepstream: Option<Arc<DeepStreamPipeline>>,
 }
 
 /// Settings shared by every source.
@@ -86,6 +92,8 @@ pub struct Runtime {
     run_id: u64,
     sources: Mutex<BTreeMap<String, SourceHandle>>,
     tap_factory: Option<TapFactory>,
+    /// The batched DeepStream pipeline, when that backend was chosen.
+    deepstream: Option<Arc<DeepStreamPipeline>>,
 }
 
 impl Runtime {
@@ -111,7 +119,15 @@ impl Runtime {
             run_id,
             sources: Mutex::new(BTreeMap::new()),
             tap_factory: None,
+            deepstream: None,
         })
+    }
+
+    /// Runs sources in the batched DeepStream pipeline instead of one CPU
+    /// pipeline each; queues and strategy workers stay per source.
+    pub fn with_deepstream(mut self, pipeline: Arc<DeepStreamPipeline>) -> Self {
+        self.deepstream = Some(pipeline);
+        self
     }
 
     /// Every analysed frame of every source also goes to a tap made by
@@ -173,6 +189,35 @@ impl Runtime {
             frame_counter: Arc::new(AtomicU64::new(0)),
             stop: stop.clone(),
         };
+        if let Some(deepstream) = &self.deepstream {
+            let route = Route {
+                source_id: spec.id.clone(),
+                queue: queue.clone(),
+                metrics: metrics.clone(),
+                paced: spec.realtime,
+                stop: stop.clone(),
+            };
+            if let Err(error) = deepstream.add_source(&spec, route) {
+                queue.close();
+                let _ = worker.join();
+                return Err(RuntimeError::DeepStream(error.to_string()));
+            }
+            self.lock().insert(
+                id,
+                SourceHandle {
+                    spec,
+                    queue,
+                    commands,
+                    metrics,
+                    stop,
+                    controller: None,
+                    worker: Some(worker),
+                    strategy_metrics,
+                    deepstream: Some(deepstream.clone()),
+                },
+            );
+            return Ok(());
+        }
         let controller = {
             let (spec, recovery, stop) = (spec.clone(), self.settings.recovery.clone(), stop.clone());
             std::thread::Builder::new()
@@ -198,6 +243,7 @@ impl Runtime {
                 controller: Some(controller),
                 worker: Some(worker),
                 strategy_metrics,
+                deepstream: None,
             },
         );
         Ok(())
@@ -359,12 +405,24 @@ impl Runtime {
         for handle in &handles {
             handle.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        handles.into_iter().map(finish).collect()
+        let summaries = handles.into_iter().map(finish).collect();
+        if let Some(deepstream) = &self.deepstream {
+            deepstream.shutdown();
+        }
+        summaries
     }
 }
 
 fn finish(mut handle: SourceHandle) -> SourceSummary {
     handle.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(deepstream) = handle.deepstream.take() {
+        deepstream.remove_source(&handle.spec.id);
+        // No controller closes the queue here: close it so the worker drains and ends.
+        handle.queue.close();
+        if handle.metrics.state() == super::metrics::SourceState::Running {
+            handle.metrics.set_state(super::metrics::SourceState::Stopped);
+        }
+    }
     if let Some(controller) = handle.controller.take() {
         let _ = controller.join();
     }
