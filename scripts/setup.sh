@@ -12,6 +12,9 @@ APT_PACKAGES=(
   libgstreamer-plugins-bad1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gstreamer1.0-rtsp libgstrtspserver-1.0-dev
+  # Guest toolchains of the C, Python and JavaScript SDKs (sdk/); the rest in
+  # scripts/setup-sdk-toolchains.sh.
+  clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32 python3-venv
 )
 
 missing=()
@@ -32,4 +35,5 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   echo "setup: adding the wasm32-wasip2 Rust target"
   rustup target add wasm32-wasip2
 fi
+bash "$(dirname "$0")/setup-sdk-toolchains.sh"
 echo "setup: done"
