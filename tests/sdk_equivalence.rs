@@ -38,7 +38,11 @@ fn components() -> Vec<(&'static str, Arc<StrategyComponent>)> {
     std::iter::once(RUST).chain(PORTS).map(|name| (name, load(name))).collect()
 }
 
-fn start(component: &Arc<StrategyComponent>, config: &str, labels: &Arc<LabelTable>) -> Result<StrategyInstance, String> {
+fn start(
+    component: &Arc<StrategyComponent>,
+    config: &str,
+    labels: &Arc<LabelTable>,
+) -> Result<StrategyInstance, String> {
     let settings = InstanceSettings {
         source_id: Arc::from("cam-1"),
         config_json: config.to_string(),
