@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::BufReader;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dshost::frame::jsonl::read_frames;
@@ -34,8 +34,11 @@ fn load(name: &str) -> Arc<StrategyComponent> {
     component
 }
 
-fn components() -> Vec<(&'static str, Arc<StrategyComponent>)> {
-    std::iter::once(RUST).chain(PORTS).map(|name| (name, load(name))).collect()
+/// Loaded once per test process: the tests run in parallel, and compiling
+/// the 18 MB Python component twice at once would double the slowest step.
+fn components() -> &'static [(&'static str, Arc<StrategyComponent>)] {
+    static LOADED: OnceLock<Vec<(&'static str, Arc<StrategyComponent>)>> = OnceLock::new();
+    LOADED.get_or_init(|| std::iter::once(RUST).chain(PORTS).map(|name| (name, load(name))).collect())
 }
 
 fn start(
@@ -233,12 +236,12 @@ fn ports_detect_exactly_what_the_rust_strategy_detects() {
     let coco = Arc::new(LabelTable::coco());
     let mut frames = fixture_frames(&coco);
     frames.extend(edge_frames());
-    assert_same_detections(&components, &coco, &frames, CONFIGS);
+    assert_same_detections(components, &coco, &frames, CONFIGS);
 
     // A label table with an empty label and fewer entries than the class ids
     // seen: patterns fall back to `class_<id>`.
     let short = Arc::new(LabelTable::from_labels(vec!["person".into(), String::new(), "car".into()]));
-    assert_same_detections(&components, &short, &edge_frames(), SHORT_TABLE_CONFIGS);
+    assert_same_detections(components, &short, &edge_frames(), SHORT_TABLE_CONFIGS);
 }
 
 #[test]
