@@ -33,3 +33,6 @@ cargo build --quiet --profile strategy --target wasm32-wasip2 -p marker
 cp -p "$out/marker.wasm" "$out/marker_a.wasm.tmp" && mv "$out/marker_a.wasm.tmp" "$out/marker_a.wasm"
 
 echo "strategies: ${crates[*]} marker_b -> $out"
+
+# The yolo_filter ports written with the C, Python and JavaScript SDKs.
+bash "$root/scripts/build-sdk-strategies.sh"

@@ -15,6 +15,9 @@ APT_PACKAGES=(
   # pip fetches NVIDIA's DeepStream metadata libraries for the real-library
   # test (scripts/fetch-deepstream-libs.sh).
   python3 python3-pip
+  # Guest toolchains of the C, Python and JavaScript SDKs (sdk/); the rest in
+  # scripts/setup-sdk-toolchains.sh.
+  clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32 python3-venv
 )
 # `setup.sh --tests`: what the test suite adds (real brokers for the alert sinks).
 if [ "${1:-}" = "--tests" ]; then
@@ -39,4 +42,5 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   echo "setup: adding the wasm32-wasip2 Rust target"
   rustup target add wasm32-wasip2
 fi
+bash "$(dirname "$0")/setup-sdk-toolchains.sh"
 echo "setup: done"
