@@ -82,6 +82,13 @@ pub enum Command {
     /// Inspect and test strategy components.
     #[command(subcommand)]
     Strategy(StrategyCommand),
+    /// Report what this machine offers: GStreamer version and whether GPU
+    /// decode (NVIDIA nvv4l2decoder + nvvideoconvert) is usable, and why not.
+    Probe {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

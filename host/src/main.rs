@@ -50,8 +50,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Run(args)) => run::run(&args, &data_dir),
         Some(Command::ValidateConfig { file }) => validate_config(&file),
         Some(Command::Record(args)) => run::record(&args),
+        Some(Command::Probe { json }) => probe(json),
         None => run::run(&cli.run, &data_dir),
     }
+}
+
+/// `dshost probe`: the GPU decode section (the DeepStream backend adds its own).
+fn probe(json: bool) -> Result<ExitCode> {
+    gstreamer::init().context("GStreamer could not be initialised")?;
+    let gpu = dshost::pipeline::decode::gpu_decode_report();
+    if json {
+        let report = serde_json::json!({
+            "gstreamer": gstreamer::version_string().to_string(),
+            "gpu_decode": gpu,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("GStreamer: {}", gstreamer::version_string());
+    println!("GPU decode: {} ({})", if gpu.usable { "usable" } else { "unavailable" }, gpu.reason);
+    for element in &gpu.elements {
+        match (&element.plugin, &element.version) {
+            (Some(plugin), Some(version)) => println!(
+                "  {}: plugin {plugin} {version}{}{}",
+                element.name,
+                element.filename.as_deref().map(|f| format!(" ({f})")).unwrap_or_default(),
+                element.error.as_deref().map(|e| format!("; error: {e}")).unwrap_or_default()
+            ),
+            _ => println!("  {}: not found", element.name),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn validate_config(file: &Path) -> Result<ExitCode> {

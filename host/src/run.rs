@@ -47,6 +47,7 @@ fn apply_overrides(config: &mut Config, sources: &[String], strategies: &[PathBu
                 realtime: false,
                 rtsp: Default::default(),
                 detector: None,
+                decoder: None,
             })
             .collect();
         // Strategies pinned to the replaced sources would point nowhere.
