@@ -46,6 +46,12 @@ if [ "${BUNDLE_SKIP_BUILD:-0}" != 1 ]; then
 fi
 dshost_bin="$CARGO_TARGET_DIR/release/dshost"
 [ -x "$dshost_bin" ] || die "no release binary at $dshost_bin; run without BUNDLE_SKIP_BUILD=1"
+# A shared target dir may hold another checkout's build by now: take a copy
+# at once and check it has the GPU decode path.
+mkdir -p "$out_dir"
+cp "$dshost_bin" "$out_dir/dshost.tmp"
+grep -q "GPU decode unavailable; decoding on the CPU" "$out_dir/dshost.tmp" || die "$dshost_bin has no GPU decode path (built from another checkout?)"
+dshost_bin="$out_dir/dshost.tmp"
 
 # ---------------------------------------------------------------------------
 # 2. GStreamer 1.26 from Debian 13: a private apt configuration and state, so
@@ -95,6 +101,7 @@ ds_libs="$ds_stage/nvidia/deepstream_videodecode/_libs"
 #    Debian packages that provide one).
 rm -rf "$bundle" && mkdir -p "$bundle"/{bin,lib/gstreamer-1.0,deepstream/lib,deepstream/gst-plugins,strategies}
 strip --strip-debug -o "$bundle/bin/dshost" "$dshost_bin"
+rm -f "$dshost_bin"
 cp target/strategies/yolo_filter.wasm target/strategies/zone_intrusion.wasm target/strategies/line_crossing.wasm \
   "$bundle/strategies/"
 # The DeepStream plugins get their own folder: GStreamer would otherwise try
