@@ -120,7 +120,9 @@ fn start_sources(runtime: &Runtime, config: &Config) -> Result<()> {
 
 /// Where alerts go: readable lines on stdout, and/or JSON lines.
 struct AlertOutput {
+    /// Readable lines go to `console` (stdout) when set.
     readable: bool,
+    console: Box<dyn Write + Send>,
     jsonl: Option<Box<dyn Write + Send>>,
     /// Counters for the metrics endpoint.
     stats: Arc<AlertStats>,
@@ -130,16 +132,29 @@ struct AlertOutput {
 impl AlertOutput {
     fn new(target: Option<&str>, throttle: Throttle) -> Result<Self> {
         let stats = Arc::new(AlertStats::default());
+        let console = alerts_stdout();
         Ok(match target {
-            None => AlertOutput { readable: true, jsonl: None, stats, throttle },
-            Some("-") => AlertOutput { readable: false, jsonl: Some(Box::new(std::io::stdout())), stats, throttle },
+            None => AlertOutput { readable: true, console, jsonl: None, stats, throttle },
+            Some("-") => AlertOutput {
+                readable: false,
+                jsonl: Some(console),
+                console: Box::new(std::io::sink()),
+                stats,
+                throttle,
+            },
             Some(path) => {
                 let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
                     .with_context(|| format!("cannot open the alerts file {path}"))?;
-                AlertOutput { readable: true, jsonl: Some(Box::new(std::io::BufWriter::new(file))), stats, throttle }
+                AlertOutput {
+                    readable: true,
+                    console,
+                    jsonl: Some(Box::new(std::io::BufWriter::new(file))),
+                    stats,
+                    throttle,
+                }
             }
         })
     }
@@ -184,9 +199,27 @@ impl AlertOutput {
             }
         }
         if self.readable {
-            let _ = writeln!(std::io::stdout().lock(), "{}", readable(alert));
+            let _ = writeln!(self.console, "{}", readable(alert)).and_then(|()| self.console.flush());
         }
     }
+}
+
+/// Stdout carries only alerts, but native libraries in the pipeline may
+/// print there too (NVIDIA's libnvv4l2 prints "Opening in BLOCKING MODE"
+/// for every GPU decoder), which would corrupt `--alerts-jsonl -`. So alerts
+/// get a private duplicate of stdout and descriptor 1 is pointed at stderr.
+fn alerts_stdout() -> Box<dyn Write + Send> {
+    use std::os::fd::AsFd;
+    let _ = std::io::stdout().flush();
+    let Ok(copy) = std::io::stdout().as_fd().try_clone_to_owned() else {
+        return Box::new(std::io::stdout());
+    };
+    // SAFETY: dup2 on the process's own standard descriptors; Rust's stdout
+    // was flushed above and keeps using descriptor 1, now stderr.
+    if unsafe { libc::dup2(2, 1) } < 0 {
+        return Box::new(std::io::stdout());
+    }
+    Box::new(std::io::LineWriter::new(std::fs::File::from(copy)))
 }
 
 fn readable(alert: &Alert) -> String {
