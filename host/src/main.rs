@@ -57,6 +57,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 /// `dshost probe`: the GPU decode section (the DeepStream backend adds its own).
 fn probe(json: bool) -> Result<ExitCode> {
+    // Starting NVIDIA's decoder prints to stdout; the report must not mix with it.
+    let mut out = run::private_stdout();
     gstreamer::init().context("GStreamer could not be initialised")?;
     let gpu = dshost::pipeline::decode::gpu_decode_report();
     if json {
@@ -64,22 +66,24 @@ fn probe(json: bool) -> Result<ExitCode> {
             "gstreamer": gstreamer::version_string().to_string(),
             "gpu_decode": gpu,
         });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("GStreamer: {}", gstreamer::version_string());
-    println!("GPU decode: {} ({})", if gpu.usable { "usable" } else { "unavailable" }, gpu.reason);
+    writeln!(out, "GStreamer: {}", gstreamer::version_string())?;
+    writeln!(out, "GPU decode: {} ({})", if gpu.usable { "usable" } else { "unavailable" }, gpu.reason)?;
     for element in &gpu.elements {
         match (&element.plugin, &element.version) {
-            (Some(plugin), Some(version)) => println!(
+            (Some(plugin), Some(version)) => writeln!(
+                out,
                 "  {}: plugin {plugin} {version}{}{}",
                 element.name,
                 element.filename.as_deref().map(|f| format!(" ({f})")).unwrap_or_default(),
                 element.error.as_deref().map(|e| format!("; error: {e}")).unwrap_or_default()
-            ),
-            _ => println!("  {}: not found", element.name),
+            )?,
+            _ => writeln!(out, "  {}: not found", element.name)?,
         }
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 

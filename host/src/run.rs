@@ -132,7 +132,7 @@ struct AlertOutput {
 impl AlertOutput {
     fn new(target: Option<&str>, throttle: Throttle) -> Result<Self> {
         let stats = Arc::new(AlertStats::default());
-        let console = alerts_stdout();
+        let console = private_stdout();
         Ok(match target {
             None => AlertOutput { readable: true, console, jsonl: None, stats, throttle },
             Some("-") => AlertOutput {
@@ -204,11 +204,12 @@ impl AlertOutput {
     }
 }
 
-/// Stdout carries only alerts, but native libraries in the pipeline may
-/// print there too (NVIDIA's libnvv4l2 prints "Opening in BLOCKING MODE"
-/// for every GPU decoder), which would corrupt `--alerts-jsonl -`. So alerts
-/// get a private duplicate of stdout and descriptor 1 is pointed at stderr.
-fn alerts_stdout() -> Box<dyn Write + Send> {
+/// Stdout carries only alerts (or `probe --json`), but native libraries in
+/// the pipeline may print there too (NVIDIA's libnvv4l2 prints "Opening in
+/// BLOCKING MODE" for every GPU decoder), which would corrupt
+/// `--alerts-jsonl -`. So the caller gets a private duplicate of stdout and
+/// descriptor 1 is pointed at stderr.
+pub fn private_stdout() -> Box<dyn Write + Send> {
     use std::os::fd::AsFd;
     let _ = std::io::stdout().flush();
     let Ok(copy) = std::io::stdout().as_fd().try_clone_to_owned() else {
