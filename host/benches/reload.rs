@@ -96,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         realtime: true,
         rtsp: Default::default(),
         detector: None,
+        decoder: None,
     };
     runtime.add_source(SourceSpec::from_config(&source, DetectorKind::None)?)?;
     let stop = Arc::new(AtomicBool::new(false));

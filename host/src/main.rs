@@ -67,12 +67,31 @@ fn probe(args: &cli::ProbeArgs) -> Result<ExitCode> {
     };
     // The probe looks at the pipeline and sources only: strategy files need not exist.
     let config = dshost::config::parse_config_with(&text, &origin, |config| config.strategies.clear())?;
-    let report = dshost::probe::probe(&config);
+    // Starting NVIDIA's decoder prints to stdout; the report must not mix with it.
+    let mut out = run::private_stdout();
+    let mut report = dshost::probe::probe(&config);
+    gstreamer::init().context("GStreamer could not be initialised")?;
+    let gpu = dshost::pipeline::decode::gpu_decode_report();
+    report.gpu_decode = Some(serde_json::to_value(gpu).context("cannot encode the GPU decode report")?);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).context("cannot encode the probe report")?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&report).context("cannot encode the probe report")?)?;
     } else {
-        print!("{}", report.to_text());
+        write!(out, "{}", report.to_text())?;
+        writeln!(out, "GPU decode: {} ({})", if gpu.usable { "usable" } else { "unavailable" }, gpu.reason)?;
+        for element in &gpu.elements {
+            match (&element.plugin, &element.version) {
+                (Some(plugin), Some(version)) => writeln!(
+                    out,
+                    "  {}: plugin {plugin} {version}{}{}",
+                    element.name,
+                    element.filename.as_deref().map(|f| format!(" ({f})")).unwrap_or_default(),
+                    element.error.as_deref().map(|e| format!("; error: {e}")).unwrap_or_default()
+                )?,
+                _ => writeln!(out, "  {}: not found", element.name)?,
+            }
+        }
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -50,6 +50,7 @@ fn apply_overrides(config: &mut Config, sources: &[String], strategies: &[PathBu
                 realtime: false,
                 rtsp: Default::default(),
                 detector: None,
+                decoder: None,
             })
             .collect();
         // Strategies pinned to the replaced sources would point nowhere.
@@ -155,7 +156,28 @@ fn start_alerts(config: &Config, args: &RunArgs, data_dir: &Path, stats: Arc<Ale
         sinks: alert_sinks(config, args.alerts_jsonl.as_deref()),
         shutdown_grace: Duration::from_secs_f64(config.alerts.shutdown_grace_seconds),
     };
+    // Console and `-` sinks write to a private copy of stdout (see below).
+    dshost::alerts::sinks::set_stdout(private_stdout());
     Dispatcher::start(settings, stats).context("cannot start the alert sinks")
+}
+
+/// Stdout carries only alerts (or `probe --json`), but native libraries in
+/// the pipeline may print there too (NVIDIA's libnvv4l2 prints "Opening in
+/// BLOCKING MODE" for every GPU decoder), which would corrupt
+/// `--alerts-jsonl -`. So the caller gets a private duplicate of stdout and
+/// descriptor 1 is pointed at stderr.
+pub fn private_stdout() -> Box<dyn Write + Send> {
+    use std::os::fd::AsFd;
+    let _ = std::io::stdout().flush();
+    let Ok(copy) = std::io::stdout().as_fd().try_clone_to_owned() else {
+        return Box::new(std::io::stdout());
+    };
+    // SAFETY: dup2 on the process's own standard descriptors; Rust's stdout
+    // was flushed above and keeps using descriptor 1, now stderr.
+    if unsafe { libc::dup2(2, 1) } < 0 {
+        return Box::new(std::io::stdout());
+    }
+    Box::new(std::io::LineWriter::new(std::fs::File::from(copy)))
 }
 
 /// Waits for the end of every source, the duration, or Ctrl-C, showing a

@@ -111,6 +111,9 @@ pub struct SourceConfig {
     /// Object stage for this source; default: `pipeline.detector`.
     #[serde(default)]
     pub detector: Option<DetectorKind>,
+    /// Video decoder for this source; default: `pipeline.decoder`.
+    #[serde(default)]
+    pub decoder: Option<DecoderKind>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -160,6 +163,19 @@ pub enum DetectorKind {
     None,
 }
 
+/// Which decoder turns compressed video (files, RTSP, HTTP) into frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecoderKind {
+    /// NVIDIA's `nvv4l2decoder` + `nvvideoconvert` when they are registered
+    /// and start, else the CPU decoder (the log says why).
+    Auto,
+    /// NVIDIA's GPU decoder; a source fails to start when it is unusable.
+    Gpu,
+    /// GStreamer's CPU decoders (FFmpeg, openh264, ...).
+    Cpu,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
@@ -177,6 +193,8 @@ pub struct PipelineConfig {
     pub backend: Backend,
     /// Default object stage for every source.
     pub detector: DetectorKind,
+    /// Default video decoder for every source (`auto`, `gpu`, `cpu`).
+    pub decoder: DecoderKind,
     pub motion: MotionConfig,
     pub tracker: TrackerConfig,
     /// Frames waiting per source for the strategies; when full the oldest is
@@ -194,6 +212,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             backend: Backend::Auto,
             detector: DetectorKind::Auto,
+            decoder: DecoderKind::Auto,
             motion: MotionConfig::default(),
             tracker: TrackerConfig::default(),
             queue_depth: 16,

@@ -2,6 +2,10 @@
 //!
 //! `<source> ! [decodebin] ! videoconvert ! video/x-raw,format=<8-bit luma first> ! appsink`
 //!
+//! With GPU decode (see `decode`) the decodebin takes `nvv4l2decoder` and
+//! `nvvideoconvert ! video/x-raw,format=GRAY8,<analysis size>` sits before
+//! `videoconvert`: only the small image the object stage reads leaves the GPU.
+//!
 //! The caps ask for formats whose first plane is 8-bit luma, so for the usual
 //! decoder output (I420, NV12) `videoconvert` is a passthrough and upstream
 //! metadata (ROI metas) arrives untouched. The appsink callback is the object
@@ -17,6 +21,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
+use super::decode::{self, DecodePath};
 use super::detect::motion::LumaPlane;
 use super::detect::{roi, Detected, IouTracker, MotionDetector};
 use super::metrics::SourceMetrics;
@@ -51,6 +56,8 @@ pub struct StageContext {
     pub frame_counter: Arc<AtomicU64>,
     /// Set when the source is being stopped.
     pub stop: Arc<AtomicBool>,
+    /// How compressed video is decoded (chosen once, when the source is added).
+    pub decode: DecodePath,
 }
 
 fn make(element: &'static str, package: &'static str) -> Result<gst::Element, BuildError> {
@@ -59,6 +66,7 @@ fn make(element: &'static str, package: &'static str) -> Result<gst::Element, Bu
 
 const BASE: &str = "gstreamer1.0-plugins-base";
 const GOOD: &str = "gstreamer1.0-plugins-good";
+const DEEPSTREAM: &str = "DeepStream or the bundle of scripts/bundle-gpu.sh";
 
 /// Builds the pipeline of one source.
 pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, BuildError> {
@@ -74,14 +82,22 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
     gst::Element::link_many([&convert, &filter, &sink_element]).map_err(|e| BuildError::Link(e.to_string()))?;
 
     let uses_roi_truth = matches!(spec.uri, SourceUri::Scene { .. });
+    // Source size (width << 32 | height) when the frames reaching the appsink
+    // were scaled down on the GPU; 0 = they have the source's size.
+    let source_size = Arc::new(AtomicU64::new(0));
     match &spec.uri {
         SourceUri::File { .. } | SourceUri::Rtsp { .. } | SourceUri::Http { .. } => {
-            add_uridecodebin(&pipeline, spec, &convert)?;
+            let target = match stage.decode {
+                DecodePath::Gpu => add_gpu_converter(&pipeline, &convert, stage.motion.analysis_width, &source_size)?,
+                DecodePath::Cpu | DecodePath::None => convert.clone(),
+            };
+            add_uridecodebin(&pipeline, spec, &target, stage.decode)?;
         }
         SourceUri::V4l2 { device } => {
             let src = make("v4l2src", GOOD)?;
             src.set_property("device", device.to_string_lossy().as_ref());
             let decode = make("decodebin", BASE)?;
+            steer_decoders(&decode, DecodePath::Cpu);
             pipeline.add_many([&src, &decode]).map_err(|e| BuildError::Link(e.to_string()))?;
             src.link(&decode).map_err(|e| BuildError::Link(e.to_string()))?;
             link_video_pads(&pipeline, &decode, &convert);
@@ -121,6 +137,7 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
     let source_id = stage.source_id.clone();
     let counter = stage.frame_counter.clone();
     let stop = stage.stop.clone();
+    record_decoder(&pipeline, &stage.metrics);
     // Clock-paced sources (cameras, real-time playback) must never wait:
     // the oldest queued frame is dropped instead. Unpaced ones (files read
     // as fast as possible) wait for room, so no frame goes unanalysed.
@@ -146,12 +163,16 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
                 };
                 metrics.mark_frame();
                 let number = counter.fetch_add(1, Ordering::Relaxed);
+                let (width, height) = match source_size.load(Ordering::Relaxed) {
+                    0 => (info.width(), info.height()),
+                    packed => ((packed >> 32) as u32, packed as u32),
+                };
                 let mut frame = CompactFrame {
                     source_id: source_id.clone(),
                     frame_number: number,
                     pts_ns: buffer.pts().map(|t| t.nseconds()).unwrap_or(0),
-                    width: info.width(),
-                    height: info.height(),
+                    width,
+                    height,
                     objects: queue.take_buffer(),
                     captured_at: std::time::Instant::now(),
                 };
@@ -172,8 +193,14 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
     Ok(pipeline)
 }
 
-fn add_uridecodebin(pipeline: &gst::Pipeline, spec: &SourceSpec, convert: &gst::Element) -> Result<(), BuildError> {
+fn add_uridecodebin(
+    pipeline: &gst::Pipeline,
+    spec: &SourceSpec,
+    convert: &gst::Element,
+    path: DecodePath,
+) -> Result<(), BuildError> {
     let decode = make("uridecodebin", BASE)?;
+    steer_decoders(&decode, path);
     let (uri, user, password) = match &spec.uri {
         SourceUri::File { path } => {
             let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
@@ -219,6 +246,125 @@ fn add_uridecodebin(pipeline: &gst::Pipeline, spec: &SourceSpec, convert: &gst::
     pipeline.add(&decode).map_err(|e| BuildError::Link(e.to_string()))?;
     link_video_pads(pipeline, &decode, convert);
     Ok(())
+}
+
+/// `nvvideoconvert ! capsfilter` in front of `convert`: scales the decoded
+/// NVMM frame on the GPU to the analysis size and copies only that to
+/// system memory. Returns the element the decoder links to.
+fn add_gpu_converter(
+    pipeline: &gst::Pipeline,
+    convert: &gst::Element,
+    analysis_width: u32,
+    source_size: &Arc<AtomicU64>,
+) -> Result<gst::Element, BuildError> {
+    let nvconvert = make(decode::GPU_CONVERTER, DEEPSTREAM)?;
+    // Area averaging ("super" sampling) for the large downscale, like the
+    // motion detector's own; the default (nearest) would alias.
+    set_enum_matching(&nvconvert, "interpolation-method", &["super", "bilinear"]);
+    let filter = make("capsfilter", BASE)?;
+    filter.set_property("caps", analysis_caps(None));
+    pipeline.add_many([&nvconvert, &filter]).map_err(|e| BuildError::Link(e.to_string()))?;
+    gst::Element::link_many([&nvconvert, &filter, convert]).map_err(|e| BuildError::Link(e.to_string()))?;
+    let Some(sink_pad) = nvconvert.static_pad("sink") else {
+        return Err(BuildError::Link(format!("{} has no sink pad", decode::GPU_CONVERTER)));
+    };
+    // The analysis size follows the source's, known only from its caps (and
+    // it may change mid-stream): set it as each CAPS event passes, before
+    // nvvideoconvert negotiates its output.
+    let filter = filter.downgrade();
+    let size = source_size.clone();
+    sink_pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        let Some(gst::PadProbeData::Event(event)) = &info.data else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let gst::EventView::Caps(caps) = event.view() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let dims =
+            caps.caps().structure(0).and_then(|s| Some((s.get::<i32>("width").ok()?, s.get::<i32>("height").ok()?)));
+        if let (Some((width, height)), Some(filter)) = (dims, filter.upgrade()) {
+            let (width, height) = (width.max(0) as u32, height.max(0) as u32);
+            size.store(u64::from(width) << 32 | u64::from(height), Ordering::Relaxed);
+            let analysis = decode::analysis_size(width, height, analysis_width);
+            filter.set_property("caps", analysis_caps(Some(analysis)));
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(nvconvert)
+}
+
+/// System-memory luma-first caps, at `size` when given.
+fn analysis_caps(size: Option<(u32, u32)>) -> gst::Caps {
+    let mut caps = gst::Caps::builder("video/x-raw").field("format", gst::List::new(["GRAY8", "NV12", "I420"]));
+    if let Some((width, height)) = size {
+        caps = caps.field("width", width as i32).field("height", height as i32);
+    }
+    caps.build()
+}
+
+/// Sets an enum property to the first value whose nick or name contains one
+/// of `wanted` (in order); leaves it alone when there is none.
+fn set_enum_matching(element: &gst::Element, property: &str, wanted: &[&str]) {
+    let Some(spec) = element.find_property(property) else {
+        return;
+    };
+    let Some(class) = gst::glib::EnumClass::with_type(spec.value_type()) else {
+        return;
+    };
+    for want in wanted {
+        let found = class
+            .values()
+            .iter()
+            .find(|v| v.nick().to_lowercase().contains(want) || v.name().to_lowercase().contains(want));
+        if let Some(value) = found.and_then(|v| class.to_value(v.value())) {
+            element.set_property_from_value(property, &value);
+            return;
+        }
+    }
+}
+
+/// Makes a decode bin take the decoder `path` asks for (see
+/// `decode::autoplug_choice`).
+fn steer_decoders(bin: &gst::Element, path: DecodePath) {
+    let Some(class) = gst::glib::Type::from_name("GstAutoplugSelectResult").and_then(gst::glib::EnumClass::with_type)
+    else {
+        tracing::warn!("GStreamer has no GstAutoplugSelectResult type; decoders are picked by rank alone");
+        return;
+    };
+    let gpu_caps = gst::ElementFactory::find(decode::GPU_DECODER).and_then(|factory| {
+        factory.static_pad_templates().iter().find(|t| t.direction() == gst::PadDirection::Sink).map(|t| t.caps())
+    });
+    bin.connect("autoplug-select", false, move |values| {
+        let factory = values.get(3).and_then(|v| v.get::<gst::ElementFactory>().ok());
+        let caps = values.get(2).and_then(|v| v.get::<gst::Caps>().ok());
+        let choice = match factory {
+            Some(factory) => {
+                let is_video_decoder =
+                    factory.has_type(gst::ElementFactoryType::DECODER | gst::ElementFactoryType::MEDIA_VIDEO);
+                let accepts = match (&gpu_caps, &caps) {
+                    (Some(gpu), Some(caps)) => gpu.can_intersect(caps),
+                    _ => false,
+                };
+                decode::autoplug_choice(path, factory.name().as_str(), is_video_decoder, accepts)
+            }
+            None => decode::Autoplug::Try,
+        };
+        class.to_value(choice as i32)
+    });
+}
+
+/// Records the video decoder element the decode bin picked (summary,
+/// log): proof of which decoder actually ran.
+fn record_decoder(pipeline: &gst::Pipeline, metrics: &Arc<SourceMetrics>) {
+    let metrics = metrics.clone();
+    pipeline.connect_deep_element_added(move |_, _, element| {
+        let Some(factory) = element.factory() else {
+            return;
+        };
+        if factory.has_type(gst::ElementFactoryType::DECODER | gst::ElementFactoryType::MEDIA_VIDEO) {
+            metrics.set_decoder(factory.name().to_string());
+        }
+    });
 }
 
 /// Links the first video pad of a decode bin to `convert`; other streams
@@ -320,7 +466,9 @@ impl ObjectStage {
         }
     }
 
-    /// Finds the frame's objects and encodes them into `frame`.
+    /// Finds the frame's objects and encodes them into `frame`. `info` is
+    /// the buffer's format; `frame` carries the source's size, larger when
+    /// the GPU scaled the frame down for analysis.
     fn run(&mut self, buffer: &gst::BufferRef, info: &gst_video::VideoInfo, frame: &mut CompactFrame) -> usize {
         self.found.clear();
         let read_roi = matches!(self.kind, DetectorKind::Roi | DetectorKind::Auto);
@@ -349,7 +497,18 @@ impl ObjectStage {
                         height: info.height() as usize,
                         stride: info.stride()[0].max(0) as usize,
                     };
+                    let first = self.found.len();
                     self.found.extend(self.motion.detect(plane));
+                    if (frame.width, frame.height) != (info.width(), info.height()) {
+                        let sx = frame.width as f32 / info.width().max(1) as f32;
+                        let sy = frame.height as f32 / info.height().max(1) as f32;
+                        for object in &mut self.found[first..] {
+                            object.left *= sx;
+                            object.width *= sx;
+                            object.top *= sy;
+                            object.height *= sy;
+                        }
+                    }
                 }
             }
         }

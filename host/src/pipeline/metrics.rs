@@ -71,6 +71,10 @@ pub struct SourceMetrics {
     epoch: Instant,
     /// Why the source last restarted or failed.
     pub last_error: Mutex<Option<String>>,
+    /// Nanoseconds since `epoch` of the first decoded frame (0 = none yet).
+    first_frame_ns: AtomicU64,
+    /// The video decoder element in use (e.g. `nvv4l2decoder`, `avdec_h264`).
+    decoder: Mutex<Option<String>>,
 }
 
 impl Default for SourceMetrics {
@@ -89,6 +93,8 @@ impl Default for SourceMetrics {
             state: AtomicU8::new(SourceState::Starting as u8),
             epoch: Instant::now(),
             last_error: Mutex::new(None),
+            first_frame_ns: AtomicU64::new(0),
+            decoder: Mutex::new(None),
         }
     }
 }
@@ -107,6 +113,9 @@ impl SourceMetrics {
         self.frames_decoded.fetch_add(1, Ordering::Relaxed);
         let now = self.epoch.elapsed().as_nanos() as u64 + 1;
         let previous = self.last_frame_ns.swap(now, Ordering::Relaxed);
+        if previous == 0 {
+            let _ = self.first_frame_ns.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        }
         if previous != 0 && now > previous {
             let instant = 1e9 / (now - previous) as f64;
             let old = f64::from_bits(self.fps_bits.load(Ordering::Relaxed));
@@ -133,6 +142,22 @@ impl SourceMetrics {
         }
     }
 
+    pub fn set_decoder(&self, name: String) {
+        if let Ok(mut slot) = self.decoder.lock() {
+            *slot = Some(name);
+        }
+    }
+
+    /// Seconds from the first to the last decoded frame.
+    pub fn active_seconds(&self) -> f64 {
+        let (first, last) = (self.first_frame_ns.load(Ordering::Relaxed), self.last_frame_ns.load(Ordering::Relaxed));
+        if first == 0 || last <= first {
+            0.0
+        } else {
+            (last - first) as f64 / 1e9
+        }
+    }
+
     pub fn set_error(&self, message: String) {
         if let Ok(mut slot) = self.last_error.lock() {
             *slot = Some(message);
@@ -154,6 +179,13 @@ impl SourceMetrics {
             latency_ms_p50: self.latency.quantile(0.5).map(|d| d.as_secs_f64() * 1e3),
             latency_ms_p99: self.latency.quantile(0.99).map(|d| d.as_secs_f64() * 1e3),
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
+            decoder: self.decoder.lock().ok().and_then(|d| d.clone()),
+            active_seconds: self.active_seconds(),
+            mean_fps: {
+                let frames = self.frames_decoded.load(Ordering::Relaxed);
+                let seconds = self.active_seconds();
+                (frames > 1 && seconds > 0.0).then(|| (frames - 1) as f64 / seconds)
+            },
         }
     }
 }
@@ -181,4 +213,10 @@ pub struct SourceSummary {
     pub latency_ms_p50: Option<f64>,
     pub latency_ms_p99: Option<f64>,
     pub last_error: Option<String>,
+    /// The video decoder element that ran (`nvv4l2decoder` = GPU), if any.
+    pub decoder: Option<String>,
+    /// From the first to the last decoded frame.
+    pub active_seconds: f64,
+    /// Frames per second over `active_seconds`.
+    pub mean_fps: Option<f64>,
 }

@@ -4,10 +4,12 @@
 //! `cpu` builds one GStreamer pipeline per source with the object stage in
 //! `detect` (and the synthetic `scene`), `queue` hands frames to the strategy
 //! worker without blocking, `controller` restarts failing sources, and
-//! `runtime` adds and removes sources while running.
+//! `runtime` adds and removes sources while running. `decode` picks GPU
+//! (NVIDIA nvv4l2decoder) or CPU decoding per source.
 
 pub mod controller;
 pub mod cpu;
+pub mod decode;
 pub mod deepstream;
 pub mod detect;
 pub mod metrics;

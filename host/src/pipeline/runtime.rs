@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::controller::run_source;
 use super::cpu::StageContext;
+use super::decode::{self, DecodePath};
 use super::deepstream::batched::DeepStreamPipeline;
 use super::deepstream::probe::Route;
 use super::metrics::{SourceMetrics, SourceSummary};
@@ -56,6 +57,8 @@ pub enum RuntimeError {
     Gstreamer(String),
     #[error("cannot add the source to the DeepStream pipeline: {0}")]
     DeepStream(String),
+    #[error(transparent)]
+    Decode(#[from] super::decode::DecodeError),
 }
 
 /// Makes the frame tap of a source (given its id).
@@ -152,6 +155,17 @@ impl Runtime {
         // Holding the install lock: a strategy reload cannot slip between
         // reading the plans and registering this source.
         let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
+        let choice = spec.decoder.unwrap_or(self.settings.pipeline.decoder);
+        let selection = decode::select(&id, choice, &spec.uri, || decode::gpu_decode_report().clone())?;
+        match (&selection.fallback, selection.path) {
+            (Some(reason), _) => {
+                tracing::warn!(source = %id, reason = %reason, "GPU decode unavailable; decoding on the CPU")
+            }
+            (None, DecodePath::Gpu) => {
+                tracing::info!(source = %id, "decoding on the GPU (nvv4l2decoder + nvvideoconvert)")
+            }
+            (None, _) => tracing::debug!(source = %id, decode = selection.path.as_str(), "decoder chosen"),
+        }
         let plans: Vec<StrategyPlan> = self.plans().into_iter().filter(|p| p.applies_to(&id)).collect();
         let mut slots = Vec::new();
         let mut strategy_metrics = Vec::new();
@@ -188,6 +202,7 @@ impl Runtime {
             tracker: self.settings.pipeline.tracker.clone(),
             frame_counter: Arc::new(AtomicU64::new(0)),
             stop: stop.clone(),
+            decode: selection.path,
         };
         if let Some(deepstream) = &self.deepstream {
             let route = Route {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::uri::{SourceUri, UriError};
-use crate::config::{DetectorKind, RtspConfig, SourceConfig};
+use crate::config::{DecoderKind, DetectorKind, RtspConfig, SourceConfig};
 
 #[derive(Debug, Clone)]
 pub struct SourceSpec {
@@ -16,6 +16,8 @@ pub struct SourceSpec {
     pub realtime: bool,
     pub rtsp: RtspConfig,
     pub detector: DetectorKind,
+    /// The source's own decoder choice; `None` = `pipeline.decoder`.
+    pub decoder: Option<DecoderKind>,
 }
 
 impl SourceSpec {
@@ -33,6 +35,7 @@ impl SourceSpec {
             realtime,
             rtsp: config.rtsp.clone(),
             detector: config.detector.unwrap_or(default_detector),
+            decoder: config.decoder,
         })
     }
 

@@ -1,7 +1,5 @@
 //! Readable alert lines (or JSON lines) on stdout.
 
-use std::io::Write;
-
 use serde::Deserialize;
 
 use super::{DeliveryConfig, DeliveryError, Sink};
@@ -28,15 +26,18 @@ impl ConsoleSink {
 
 impl Sink for ConsoleSink {
     fn deliver(&mut self, alert: &Alert, payload: &[u8]) -> Result<(), DeliveryError> {
-        let mut out = std::io::stdout().lock();
-        let written = if self.json {
-            out.write_all(payload).and_then(|()| out.write_all(b"\n"))
-        } else {
-            writeln!(out, "{}", readable(alert))
-        };
+        let json = self.json;
+        let written = super::with_stdout(|out| {
+            let written = if json {
+                out.write_all(payload).and_then(|()| out.write_all(b"\n"))
+            } else {
+                writeln!(out, "{}", readable(alert))
+            };
+            written.and_then(|()| out.flush())
+        });
         // A closed stdout (`dshost | head`) will not come back: retrying
         // would only hold up shutdown, so the alert counts as rejected here.
-        written.and_then(|()| out.flush()).map_err(|e| DeliveryError::Reject(format!("stdout: {e}")))
+        written.map_err(|e| DeliveryError::Reject(format!("stdout: {e}")))
     }
 }
 

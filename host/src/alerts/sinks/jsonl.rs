@@ -118,12 +118,11 @@ impl JsonlSink {
             }
         }
         match &mut self.output {
-            Output::Stdout => {
-                let mut out = std::io::stdout().lock();
+            Output::Stdout => super::with_stdout(|out| {
                 out.write_all(payload)?;
                 out.write_all(b"\n")?;
                 out.flush()
-            }
+            }),
             Output::File { file, size } => {
                 // One write per line: a reader never sees half a line from us.
                 let mut line = Vec::with_capacity(payload.len() + 1);

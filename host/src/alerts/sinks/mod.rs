@@ -20,6 +20,24 @@ pub use worker::{SinkHandle, SinkStats, WorkerSettings};
 
 use super::alert::Alert;
 
+/// Where the console sink and a `-` JSON-lines sink write: stdout, unless
+/// the binary set a replacement (it keeps native libraries' prints out of
+/// the alert stream).
+static STDOUT: std::sync::OnceLock<std::sync::Mutex<Box<dyn std::io::Write + Send>>> = std::sync::OnceLock::new();
+
+/// Replaces stdout for the console and `-` sinks (once per process).
+pub fn set_stdout(out: Box<dyn std::io::Write + Send>) {
+    let _ = STDOUT.set(std::sync::Mutex::new(out));
+}
+
+/// Runs `write` on the alert stdout.
+pub(crate) fn with_stdout<R>(write: impl FnOnce(&mut dyn std::io::Write) -> R) -> R {
+    match STDOUT.get() {
+        Some(out) => write(&mut **out.lock().unwrap_or_else(|poisoned| poisoned.into_inner())),
+        None => write(&mut std::io::stdout().lock()),
+    }
+}
+
 /// Why one delivery attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryError {

@@ -330,6 +330,7 @@ mod tests {
                 realtime: false,
                 rtsp: Default::default(),
                 detector: None,
+                decoder: None,
             },
             crate::config::DetectorKind::Auto,
         )
