@@ -18,6 +18,7 @@ fn dshost(args: &[&str]) -> Output {
     Command::new(common::dshost_bin())
         .arg("--data-dir")
         .arg(common::repo_root().join("target/test-cache/gpu-decode-data"))
+        .env("DSHOST_ALERTS__JOURNAL__PATH", common::unique_journal())
         .args(args)
         .env("RUST_LOG", "warn")
         .output()
@@ -61,7 +62,7 @@ fn probe_reports_both_gpu_elements_with_a_reason() {
     if !all_found {
         assert!(reason.contains("not in the GStreamer registry") && reason.contains("bundle-gpu.sh"), "{reason}");
     }
-    assert!(report["gstreamer"].as_str().unwrap().starts_with("GStreamer 1."));
+    assert!(report["gstreamer"]["version"].as_str().unwrap().starts_with("GStreamer 1."));
 }
 
 #[test]

@@ -121,6 +121,8 @@ impl Dispatcher {
                 self.journal_failing = false;
                 self.stats.journal_ok.store(true, Ordering::Relaxed);
             }
+            // Another running dshost owns it: a setup error, refused at start.
+            Err(error @ JournalError::InUse(_)) => self.open_error = Some(error),
             Err(error) => {
                 self.journal_failed(&error);
                 self.open_error = Some(error);
