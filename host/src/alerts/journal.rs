@@ -9,7 +9,9 @@
 //! open their own [`JournalReader`], which WAL lets run beside the writer.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -141,9 +143,83 @@ pub struct Journal {
     conn: Connection,
     max_age: Duration,
     max_bytes: u64,
+    /// Declared before the lock so it finishes before the lock is released.
+    checkpointer: Option<Checkpointer>,
+    clock: Arc<WriteClock>,
+    epoch: Instant,
     /// Held (flock) while open: two writers would send each other's
     /// pending alerts.
     _lock: std::fs::File,
+}
+
+/// Copies the WAL into the database on its own thread and connection.
+/// SQLite's automatic checkpoint runs inside a commit and fsyncs, which put
+/// 15-20 ms into the p99 of alert delivery on the dispatcher thread; even a
+/// passive checkpoint beside the writer stalls its WAL writes for
+/// milliseconds while it syncs (docs/benchmarks.md). So checkpoints wait for
+/// a quiet moment (no write for `QUIET`), and happen anyway after `AT_MOST`
+/// with writes pending, which bounds the WAL under sustained load.
+struct Checkpointer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Writes since the last checkpoint and when the last one happened.
+#[derive(Default)]
+struct WriteClock {
+    pending: AtomicU64,
+    /// Milliseconds since `epoch` of the last write.
+    last_write_ms: AtomicU64,
+}
+
+impl Checkpointer {
+    const TICK: Duration = Duration::from_millis(100);
+    const QUIET: Duration = Duration::from_millis(500);
+    const AT_MOST: Duration = Duration::from_secs(10);
+
+    fn start(path: &Path, clock: Arc<WriteClock>, epoch: Instant) -> Option<Checkpointer> {
+        let conn = Connection::open(path).ok()?;
+        conn.busy_timeout(Duration::from_secs(5)).ok()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let shown = path.display().to_string();
+        let thread = std::thread::Builder::new()
+            .name("journal-checkpoint".into())
+            .spawn(move || {
+                let mut last_checkpoint = Instant::now();
+                while !stopping.load(Ordering::Relaxed) {
+                    std::thread::sleep(Self::TICK);
+                    if clock.pending.load(Ordering::Relaxed) == 0 {
+                        continue;
+                    }
+                    let since_write = epoch
+                        .elapsed()
+                        .saturating_sub(Duration::from_millis(clock.last_write_ms.load(Ordering::Relaxed)));
+                    if since_write < Self::QUIET && last_checkpoint.elapsed() < Self::AT_MOST {
+                        continue;
+                    }
+                    clock.pending.store(0, Ordering::Relaxed);
+                    last_checkpoint = Instant::now();
+                    if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!(journal = %shown, error = %error, "journal checkpoint failed; retrying");
+                        clock.pending.store(1, Ordering::Relaxed);
+                    }
+                }
+                // At exit, fold the whole WAL back so the files stay small.
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            })
+            .ok()?;
+        Some(Checkpointer { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Journal {
@@ -175,21 +251,30 @@ impl Journal {
              PRAGMA journal_mode = WAL;
              PRAGMA synchronous = {};
              PRAGMA foreign_keys = ON;
-             PRAGMA busy_timeout = 5000;",
+             PRAGMA busy_timeout = 5000;
+             PRAGMA wal_autocheckpoint = 0;",
             match config.sync {
                 SyncMode::Normal => "NORMAL",
                 SyncMode::Full => "FULL",
             }
         );
         conn.execute_batch(&setup).map_err(open_error)?;
-        let journal = Journal {
+        let mut journal = Journal {
             path: path.to_path_buf(),
             conn,
             max_age: Duration::from_secs(config.max_age_seconds),
             max_bytes: config.max_mib.saturating_mul(1024 * 1024),
+            checkpointer: None,
+            clock: Arc::new(WriteClock::default()),
+            epoch: Instant::now(),
             _lock: lock,
         };
         journal.migrate()?;
+        journal.checkpointer = Checkpointer::start(path, journal.clock.clone(), journal.epoch);
+        if journal.checkpointer.is_none() {
+            // Without it the WAL would only grow: let SQLite checkpoint inline.
+            journal.conn.execute_batch("PRAGMA wal_autocheckpoint = 1000;").map_err(|e| classify(path, e))?;
+        }
         Ok(journal)
     }
 
@@ -259,6 +344,7 @@ impl Journal {
             }
         }
         tx.commit().map_err(|e| classify(&self.path, e))?;
+        self.wrote();
         Ok(seqs)
     }
 
@@ -281,7 +367,14 @@ impl Journal {
                     .map_err(|e| classify(&self.path, e))?;
             }
         }
-        tx.commit().map_err(|e| classify(&self.path, e))
+        tx.commit().map_err(|e| classify(&self.path, e))?;
+        self.wrote();
+        Ok(())
+    }
+
+    fn wrote(&self) {
+        self.clock.last_write_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.clock.pending.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Deletes alerts past their age, then the oldest until the database is
