@@ -14,31 +14,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dshost::frame::{CompactFrame, LabelTable, Object};
+use dshost::frame::{CompactFrame, LabelTable};
 use dshost::strategy::validate::validate;
 use dshost::strategy::{EngineOptions, InstanceSettings, SandboxLimits, StrategyEngine, StrategyInstance};
 
+mod common;
+
+use common::{objects, strategies_dir};
+
 const CONFIG: &str =
     r#"{"classes": ["person", "car"], "min_confidence": 0.5, "zone": [[0, 0], [1, 0], [1, 1], [0, 1]]}"#;
-
-fn strategies_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/strategies")
-}
-
-/// Deterministic objects: every third a confident person.
-fn objects(count: usize) -> Vec<Object> {
-    (0..count)
-        .map(|i| Object {
-            left: (i * 7 % 1200) as f32,
-            top: (i * 13 % 600) as f32,
-            width: 40.0,
-            height: 100.0,
-            confidence: if i % 3 == 0 { 0.9 } else { 0.3 },
-            class_id: if i % 3 == 0 { 0 } else { (i % 5) as u32 },
-            object_id: i as u64,
-        })
-        .collect()
-}
 
 /// Median of 7 rounds, each the mean of `iterations` calls; and the 99th
 /// percentile of single calls (what the 20 ms deadline sees; the maximum on

@@ -7,7 +7,6 @@
 //! Prints a Markdown table (recorded in docs/benchmarks.md).
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,26 +21,11 @@ mod records {
     wasmtime::component::bindgen!({ path: "../tests/guests/bench_records/wit", world: "bench" });
 }
 
+mod common;
+
+use common::{objects, strategies_dir};
+
 const CONFIG: &str = r#"{"classes": ["person"], "min_confidence": 0.5}"#;
-
-fn strategies_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/strategies")
-}
-
-/// Deterministic objects: every third a confident person.
-fn objects(count: usize) -> Vec<Object> {
-    (0..count)
-        .map(|i| Object {
-            left: (i * 7 % 1200) as f32,
-            top: (i * 13 % 600) as f32,
-            width: 40.0,
-            height: 100.0,
-            confidence: if i % 3 == 0 { 0.9 } else { 0.3 },
-            class_id: if i % 3 == 0 { 0 } else { (i % 5) as u32 },
-            object_id: i as u64,
-        })
-        .collect()
-}
 
 /// Median of `rounds` rounds, each the mean of `iterations` calls.
 fn measure(iterations: u32, mut body: impl FnMut()) -> Duration {

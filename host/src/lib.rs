@@ -5,6 +5,7 @@
 //! that order.
 
 pub mod alerts;
+pub mod backoff;
 pub mod config;
 pub mod frame;
 pub mod ops;

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -284,10 +284,5 @@ impl Dispatcher {
             }
             Err(error) => tracing::error!(error = %error, "journal retention failed"),
         }
-    }
-
-    /// For tests and benchmarks: the sender side that the runtime would hold.
-    pub fn channel() -> (Sender<Alert>, Receiver<Alert>) {
-        std::sync::mpsc::channel()
     }
 }

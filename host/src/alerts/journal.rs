@@ -435,7 +435,8 @@ impl Journal {
 
     /// Hard cap on the database size in pages (SQLite then answers "full"):
     /// for tests of the full-disk path.
-    pub fn set_max_page_count(&self, pages: u32) -> Result<(), JournalError> {
+    #[cfg(test)]
+    fn set_max_page_count(&self, pages: u32) -> Result<(), JournalError> {
         self.conn
             .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
             .map_err(|e| classify(&self.path, e))

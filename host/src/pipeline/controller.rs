@@ -32,7 +32,6 @@ pub fn run_source(spec: SourceSpec, stage: StageContext, recovery: RecoveryConfi
     let uri = spec.uri.redacted();
     let max_attempts = recovery.max_attempts.unwrap_or(if spec.is_live() { u32::MAX } else { 3 });
     let mut failures: u32 = 0;
-    let mut jitter = Jitter::new(&source);
     tracing::info!(source = %source, uri = %uri, "starting source");
     loop {
         let frames_before = metrics.frames_decoded.load(Ordering::Relaxed);
@@ -65,7 +64,7 @@ pub fn run_source(spec: SourceSpec, stage: StageContext, recovery: RecoveryConfi
                     tracing::error!(source = %source, uri = %uri, attempts = failures - 1, cause = %cause, "source failed for good; giving up");
                     break;
                 }
-                let delay = jitter.apply(backoff(&recovery, failures));
+                let delay = crate::backoff::jittered(backoff(&recovery, failures));
                 metrics.set_state(SourceState::Reconnecting);
                 metrics.restarts.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
@@ -83,9 +82,11 @@ pub fn run_source(spec: SourceSpec, stage: StageContext, recovery: RecoveryConfi
 }
 
 fn backoff(recovery: &RecoveryConfig, failures: u32) -> Duration {
-    let exponent = failures.saturating_sub(1).min(20);
-    let ms = recovery.initial_backoff_ms.saturating_mul(1 << exponent).min(recovery.max_backoff_ms);
-    Duration::from_millis(ms)
+    crate::backoff::exponential(
+        Duration::from_millis(recovery.initial_backoff_ms),
+        Duration::from_millis(recovery.max_backoff_ms),
+        failures,
+    )
 }
 
 /// Sleeps in short steps; returns true when stopped meanwhile.
@@ -171,29 +172,6 @@ fn first_error(bus: &gst::Bus) -> Option<String> {
     }
 }
 
-/// +-20 % jitter so that many cameras behind one failed switch do not
-/// reconnect in lockstep.
-struct Jitter(u64);
-
-impl Jitter {
-    fn new(seed: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
-        Jitter(seed.bytes().fold(nanos, |acc, b| acc.rotate_left(5) ^ u64::from(b)) | 1)
-    }
-
-    fn apply(&mut self, delay: Duration) -> Duration {
-        // xorshift64
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        let unit = (self.0 >> 11) as f64 / (1u64 << 53) as f64;
-        delay.mul_f64(0.8 + 0.4 * unit)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,14 +182,5 @@ mod tests {
         assert_eq!(backoff(&recovery, 1), Duration::from_millis(500));
         assert_eq!(backoff(&recovery, 3), Duration::from_millis(2000));
         assert_eq!(backoff(&recovery, 10), Duration::from_secs(10));
-    }
-
-    #[test]
-    fn jitter_stays_within_twenty_percent() {
-        let mut jitter = Jitter::new("cam");
-        for _ in 0..1000 {
-            let d = jitter.apply(Duration::from_millis(1000));
-            assert!(d >= Duration::from_millis(800) && d <= Duration::from_millis(1200), "{d:?}");
-        }
     }
 }

@@ -193,58 +193,48 @@ impl Runtime {
             .name(format!("strategies-{id}"))
             .spawn(move || worker.run())
             .map_err(RuntimeError::Thread)?;
-        let stage = StageContext {
-            source_id: spec.id.clone(),
-            queue: queue.clone(),
-            metrics: metrics.clone(),
-            labels: self.settings.labels.clone(),
-            motion: self.settings.pipeline.motion.clone(),
-            tracker: self.settings.pipeline.tracker.clone(),
-            frame_counter: Arc::new(AtomicU64::new(0)),
-            stop: stop.clone(),
-            decode: selection.path,
-        };
-        if let Some(deepstream) = &self.deepstream {
-            let route = Route {
-                source_id: spec.id.clone(),
-                queue: queue.clone(),
-                metrics: metrics.clone(),
-                paced: spec.realtime,
-                stop: stop.clone(),
-            };
-            if let Err(error) = deepstream.add_source(&spec, route) {
-                queue.close();
-                let _ = worker.join();
-                return Err(RuntimeError::DeepStream(error.to_string()));
+        // A source runs either in the shared DeepStream pipeline or in a
+        // GStreamer pipeline of its own under a restart controller.
+        let started = match &self.deepstream {
+            Some(deepstream) => {
+                let route = Route {
+                    source_id: spec.id.clone(),
+                    queue: queue.clone(),
+                    metrics: metrics.clone(),
+                    paced: spec.realtime,
+                    stop: stop.clone(),
+                };
+                deepstream
+                    .add_source(&spec, route)
+                    .map(|_pad| (None, Some(deepstream.clone())))
+                    .map_err(|error| RuntimeError::DeepStream(error.to_string()))
             }
-            self.lock().insert(
-                id,
-                SourceHandle {
-                    spec,
-                    queue,
-                    commands,
-                    metrics,
-                    stop,
-                    controller: None,
-                    worker: Some(worker),
-                    strategy_metrics,
-                    deepstream: Some(deepstream.clone()),
-                },
-            );
-            return Ok(());
-        }
-        let controller = {
-            let (spec, recovery, stop) = (spec.clone(), self.settings.recovery.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name(format!("source-{id}"))
-                .spawn(move || run_source(spec, stage, recovery, stop))
+            None => {
+                let stage = StageContext {
+                    source_id: spec.id.clone(),
+                    queue: queue.clone(),
+                    metrics: metrics.clone(),
+                    labels: self.settings.labels.clone(),
+                    motion: self.settings.pipeline.motion.clone(),
+                    tracker: self.settings.pipeline.tracker.clone(),
+                    frame_counter: Arc::new(AtomicU64::new(0)),
+                    stop: stop.clone(),
+                    decode: selection.path,
+                };
+                let (spec, recovery, stop) = (spec.clone(), self.settings.recovery.clone(), stop.clone());
+                std::thread::Builder::new()
+                    .name(format!("source-{id}"))
+                    .spawn(move || run_source(spec, stage, recovery, stop))
+                    .map(|controller| (Some(controller), None))
+                    .map_err(RuntimeError::Thread)
+            }
         };
-        let controller = match controller {
-            Ok(handle) => handle,
+        let (controller, deepstream) = match started {
+            Ok(started) => started,
             Err(error) => {
                 queue.close();
                 let _ = worker.join();
-                return Err(RuntimeError::Thread(error));
+                return Err(error);
             }
         };
         self.lock().insert(
@@ -255,10 +245,10 @@ impl Runtime {
                 commands,
                 metrics,
                 stop,
-                controller: Some(controller),
+                controller,
                 worker: Some(worker),
                 strategy_metrics,
-                deepstream: None,
+                deepstream,
             },
         );
         Ok(())

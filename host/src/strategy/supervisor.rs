@@ -37,8 +37,7 @@ impl Default for RecoveryPolicy {
 
 impl RecoveryPolicy {
     fn backoff(&self, consecutive_failures: u32) -> Duration {
-        let exponent = consecutive_failures.saturating_sub(1).min(20);
-        self.initial_backoff.saturating_mul(1 << exponent).min(self.max_backoff)
+        crate::backoff::exponential(self.initial_backoff, self.max_backoff, consecutive_failures)
     }
 }
 

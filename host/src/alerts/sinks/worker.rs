@@ -299,7 +299,7 @@ impl Worker {
     fn handle(&mut self, item: Item) {
         let payload = self.format.encode(&item.alert);
         let mut attempts: u32 = 0;
-        let mut backoff = Duration::from_millis(self.delivery.retry_initial_ms.max(1));
+        let initial = Duration::from_millis(self.delivery.retry_initial_ms.max(1));
         let max_backoff = Duration::from_millis(self.delivery.retry_max_ms.max(self.delivery.retry_initial_ms));
         loop {
             attempts += 1;
@@ -322,8 +322,7 @@ impl Worker {
                     self.failed(&reason, item.seq.is_some());
                 }
             }
-            // Jittered so that sinks recovering together do not retry in lockstep.
-            let delay = backoff.mul_f64(0.8 + 0.4 * fastrand::f64());
+            let delay = crate::backoff::jittered(crate::backoff::exponential(initial, max_backoff, attempts));
             if !self.sleep_unless_stopping(delay) {
                 if item.seq.is_some() {
                     self.stats.left_pending.fetch_add(1, Ordering::Relaxed);
@@ -332,7 +331,6 @@ impl Worker {
                 }
                 return;
             }
-            backoff = (backoff * 2).min(max_backoff);
         }
     }
 
