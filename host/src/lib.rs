@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod backoff;
 pub mod config;
+pub mod detect;
 pub mod frame;
 pub mod ops;
 pub mod paths;

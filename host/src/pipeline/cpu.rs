@@ -22,8 +22,8 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use super::decode::{self, DecodePath};
-use super::detect::motion::LumaPlane;
-use super::detect::{roi, Detected, IouTracker, MotionDetector};
+use crate::detect::motion::LumaPlane;
+use crate::detect::{roi, Detected, IouTracker, MotionDetector};
 use super::metrics::SourceMetrics;
 use super::queue::FrameQueue;
 use super::scene::Scene;

@@ -11,7 +11,6 @@ pub mod controller;
 pub mod cpu;
 pub mod decode;
 pub mod deepstream;
-pub mod detect;
 pub mod metrics;
 pub mod queue;
 pub mod runtime;
