@@ -43,4 +43,16 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 bash "$(dirname "$0")/setup-sdk-toolchains.sh"
+if [ "${1:-}" = "--tests" ]; then
+  # Python tools the tests run (schemathesis against docs/openapi.yaml), pinned;
+  # the stamp holds the requirement list, so a changed pin reinstalls.
+  requirements="$(cd "$(dirname "$0")/.." && pwd)/tests/tools/requirements.txt"
+  venv="${XDG_CACHE_HOME:-$HOME/.cache}/dshost/test-tools/venv"
+  if ! cmp -s "$requirements" "$venv/.installed-requirements" 2>/dev/null; then
+    echo "setup: installing the test tools (tests/tools/requirements.txt) into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/.installed-requirements"
+  fi
+fi
 echo "setup: done"

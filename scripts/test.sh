@@ -17,6 +17,8 @@ bash scripts/build-strategies.sh
 DSHOST_DEEPSTREAM_TEST_LIBS="$(bash scripts/fetch-deepstream-libs.sh)"
 export DSHOST_DEEPSTREAM_TEST_LIBS
 cargo fmt --all -- --check
+# The stages never import each other (docs/architecture.md).
+bash scripts/check-layers.sh
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 # cargo prints one summary per test binary (the last is often an empty
 # doc-test run); close with the total.

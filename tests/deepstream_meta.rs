@@ -35,13 +35,13 @@ use gstreamer::prelude::*;
 
 use dshost::alerts::Alert;
 use dshost::config::ConfidenceSource;
+use dshost::frame::FrameQueue;
+use dshost::frame::SourceMetrics;
 use dshost::frame::{CompactFrame, LabelTable, Object, UNTRACKED};
 use dshost::pipeline::deepstream::probe::{MetaProbe, Route, Routes};
 use dshost::pipeline::deepstream::reader::ReadError;
 use dshost::pipeline::deepstream::{BatchReader, DetectionInputs, Fingerprint, MetaLayout, MetaLibrary};
-use dshost::pipeline::metrics::SourceMetrics;
-use dshost::pipeline::queue::FrameQueue;
-use dshost::strategy::worker::{StrategySlot, Worker};
+use dshost::runtime::worker::{StrategySlot, Worker};
 use dshost::strategy::{InstanceSettings, RecoveryPolicy, SandboxLimits, StrategyMetrics, SupervisedInstance};
 
 /// The directory with the real libraries; fetched on first use. A failed

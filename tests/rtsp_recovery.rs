@@ -16,7 +16,9 @@ use gstreamer_rtsp_server as rtsp;
 use gstreamer_rtsp_server::prelude::*;
 use serde_json::Value;
 
-/// An RTSP server serving a live moving ball at rtsp://127.0.0.1:PORT/cam.
+/// An RTSP server serving a live moving ball at rtsp://127.0.0.1:PORT/cam,
+/// only to a client that logs in as `viewer` with password `secret` (basic
+/// auth): frames flow only if dshost hands the URI's credentials on.
 struct Server {
     server: rtsp::RTSPServer,
     source: Option<gst::glib::SourceId>,
@@ -33,6 +35,16 @@ impl Server {
              ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! rtph264pay name=pay0 pt=96 )",
         );
         factory.set_shared(true);
+        let auth = rtsp::RTSPAuth::new();
+        let token = rtsp::RTSPToken::builder().field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer").build();
+        auth.add_basic(rtsp::RTSPAuth::make_basic("viewer", "secret").as_str(), &token);
+        server.set_auth(Some(&auth));
+        factory.add_role_from_structure(
+            &gst::Structure::builder("viewer")
+                .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                .build(),
+        );
         server.mount_points().expect("mount points").add_factory("/cam", factory);
         let source = server.attach(None).expect("cannot attach the RTSP server");
         Server { server, source: Some(source) }
@@ -137,9 +149,10 @@ fn camera_killed_and_restarted_resumes_while_other_source_continues() {
             .arg(&alerts_path)
             .arg("--summary-json")
             .arg(&summary_path)
-            .env("RUST_LOG", "info")
+            // Debug level: the password must not show even there.
+            .env("RUST_LOG", "info,dshost=debug")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(dir.path().join("dshost.log")).unwrap()))
             .spawn()
             .expect("cannot start dshost"),
     );
@@ -183,11 +196,7 @@ fn camera_killed_and_restarted_resumes_while_other_source_continues() {
     let status = Command::new("kill").args(["-INT", &dshost.0.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = dshost.0.wait().unwrap();
-    let mut log = String::new();
-    if let Some(mut stderr) = dshost.0.stderr.take() {
-        use std::io::Read;
-        let _ = stderr.read_to_string(&mut log);
-    }
+    let log = std::fs::read_to_string(dir.path().join("dshost.log")).unwrap();
     assert!(exit.success(), "dshost exit {exit:?}: {log}");
     assert!(!log.contains("secret"), "the camera password leaked into the log: {log}");
     assert!(log.contains("restarting source"), "{log}");

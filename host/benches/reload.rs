@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use dshost::alerts::Alert;
 use dshost::config::{DetectorKind, PipelineConfig, RecoveryConfig, SourceConfig};
 use dshost::frame::LabelTable;
-use dshost::pipeline::{Runtime, RuntimeSettings, SourceSpec};
-use dshost::strategy::reload::{Reloader, StrategySpec};
+use dshost::pipeline::SourceSpec;
+use dshost::runtime::{Reloader, StrategySpec};
+use dshost::runtime::{Runtime, RuntimeSettings};
 use dshost::strategy::{EngineOptions, SandboxLimits, StrategyEngine};
 
 fn strategies() -> PathBuf {
@@ -100,7 +101,7 @@ fn main() -> anyhow::Result<()> {
     };
     runtime.add_source(SourceSpec::from_config(&source, DetectorKind::None)?)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let watcher = dshost::strategy::watch::spawn(reloader.clone(), None, stop.clone())?;
+    let watcher = dshost::runtime::watch::spawn(reloader.clone(), None, stop.clone())?;
     let version = |bytes: &[u8]| -> anyhow::Result<String> {
         let loaded = engine.load_bytes("marker", bytes, &SandboxLimits::default())?;
         Ok(loaded.version.clone())

@@ -5,12 +5,16 @@
 //! that order.
 
 pub mod alerts;
+pub mod app;
 pub mod backoff;
 pub mod config;
 pub mod detect;
 pub mod frame;
+pub mod metrics;
 pub mod ops;
 pub mod paths;
 pub mod pipeline;
 pub mod probe;
+pub mod redact;
+pub mod runtime;
 pub mod strategy;

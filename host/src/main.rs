@@ -15,7 +15,7 @@ use clap::Parser;
 
 use cli::{Cli, Command, LogFormat, StrategyCommand, StrategyTestArgs};
 use dshost::frame::{jsonl, LabelTable};
-use dshost::strategy::replay::{replay, ReplayOptions};
+use dshost::runtime::replay::{replay, ReplayOptions};
 use dshost::strategy::{RecoveryPolicy, SandboxLimits};
 
 fn main() -> ExitCode {

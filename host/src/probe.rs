@@ -6,9 +6,9 @@
 use serde::Serialize;
 
 use crate::config::{Backend, Config};
-use crate::pipeline::deepstream::select::{decide, Choice, ElementInfo, GpuInfo, Survey};
+use crate::pipeline::deepstream::select::{Choice, ElementInfo, GpuInfo};
 use crate::pipeline::deepstream::{Fingerprint, MetaLayout};
-use crate::pipeline::source::SourceSpec;
+use crate::runtime::backend::BackendSurvey;
 
 #[derive(Debug, Serialize)]
 pub struct ProbeReport {
@@ -74,22 +74,19 @@ fn backend_name(backend: Backend) -> &'static str {
 /// Looks at this machine with `config`'s pipeline settings and sources
 /// (sources that fail to parse are left out of the source check).
 pub fn probe(config: &Config) -> ProbeReport {
-    let _ = gstreamer::init();
-    let ds = &config.pipeline.deepstream;
-    let survey = Survey::gather(ds);
-    let sources: Vec<SourceSpec> =
-        config.sources.iter().filter_map(|s| SourceSpec::from_config(s, config.pipeline.detector).ok()).collect();
-    let missing = survey.missing(ds, &sources);
-    let layout = survey.detection.layout;
-    let profile = survey.profile;
-    let auto = match decide(Backend::Auto, &missing, profile, layout) {
+    let _ = crate::pipeline::init();
+    let gathered = BackendSurvey::gather(config);
+    let auto = match gathered.decide(Backend::Auto) {
         Ok(choice) => choice,
         Err(error) => Choice::Cpu { reason: error.to_string() },
     };
-    let (configured_runs, configured_error) = match decide(config.pipeline.backend, &missing, profile, layout) {
+    let (configured_runs, configured_error) = match gathered.decide(config.pipeline.backend) {
         Ok(choice) => (Some(choice), None),
         Err(error) => (None, Some(error.to_string())),
     };
+    let survey = gathered.survey;
+    let layout = survey.detection.layout;
+    let profile = survey.profile;
     let (loaded, location, error) = match &survey.library {
         Ok(library) => (true, Some(library.location.clone()), None),
         Err(error) => (false, None, Some(error.clone())),

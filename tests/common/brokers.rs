@@ -99,6 +99,25 @@ impl MqttSubscriber {
     pub fn lines(&self) -> Vec<String> {
         std::fs::read_to_string(&self.output).unwrap_or_default().lines().map(str::to_string).collect()
     }
+
+    /// Returns once the subscription is live: a probe published on
+    /// `probe_topic` (which the subscription must match) has arrived. The
+    /// probe line stays in the output; it is no alert.
+    pub fn wait_subscribed(&self, port: u16, probe_topic: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let published = Command::new("mosquitto_pub")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", probe_topic, "-q", "1", "-m", "probe"])
+                .status()
+                .expect("cannot run mosquitto_pub (scripts/setup.sh installs mosquitto-clients)");
+            let wanted = format!("{probe_topic} probe");
+            if published.success() && self.lines().contains(&wanted) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "mosquitto_sub never received the probe on {probe_topic}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for MqttSubscriber {

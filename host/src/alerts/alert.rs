@@ -13,9 +13,6 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::strategy::bindings::Level;
-use crate::strategy::ValidDetection;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertLevel {
@@ -23,17 +20,6 @@ pub enum AlertLevel {
     Medium,
     High,
     Critical,
-}
-
-impl From<Level> for AlertLevel {
-    fn from(level: Level) -> Self {
-        match level {
-            Level::Low => AlertLevel::Low,
-            Level::Medium => AlertLevel::Medium,
-            Level::High => AlertLevel::High,
-            Level::Critical => AlertLevel::Critical,
-        }
-    }
 }
 
 impl AlertLevel {
@@ -76,6 +62,18 @@ pub struct Alert {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// What a strategy found, as the alert stage takes it (validated by the
+/// strategy runtime before it gets here).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub pattern: String,
+    pub confidence: f32,
+    pub bbox: AlertBox,
+    pub object_id: Option<u64>,
+    pub level: AlertLevel,
+    pub attributes: Vec<(String, String)>,
+}
+
 /// Where a detection came from.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
@@ -92,7 +90,7 @@ pub struct Origin<'a> {
 }
 
 impl Alert {
-    pub fn from_detection(detection: ValidDetection, origin: Origin<'_>, now: SystemTime) -> Alert {
+    pub fn from_finding(finding: Finding, origin: Origin<'_>, now: SystemTime) -> Alert {
         Alert {
             id: alert_id(&origin),
             ts: humantime::format_rfc3339_millis(now).to_string(),
@@ -101,17 +99,12 @@ impl Alert {
             pts_ns: origin.pts_ns,
             strategy: origin.strategy.to_string(),
             strategy_version: origin.strategy_version.to_string(),
-            pattern: detection.pattern,
-            confidence: detection.confidence,
-            bbox: AlertBox {
-                left: detection.left,
-                top: detection.top,
-                width: detection.width,
-                height: detection.height,
-            },
-            object_id: detection.object_id,
-            level: detection.level.into(),
-            attributes: detection.attributes.into_iter().collect(),
+            pattern: finding.pattern,
+            confidence: finding.confidence,
+            bbox: finding.bbox,
+            object_id: finding.object_id,
+            level: finding.level,
+            attributes: finding.attributes.into_iter().collect(),
         }
     }
 
@@ -141,16 +134,13 @@ fn alert_id(origin: &Origin<'_>) -> String {
 mod tests {
     use super::*;
 
-    fn detection() -> ValidDetection {
-        ValidDetection {
+    fn detection() -> Finding {
+        Finding {
             pattern: "person".into(),
             confidence: 0.92,
-            left: 100.0,
-            top: 50.0,
-            width: 40.0,
-            height: 120.0,
+            bbox: AlertBox { left: 100.0, top: 50.0, width: 40.0, height: 120.0 },
             object_id: Some(7),
-            level: Level::Medium,
+            level: AlertLevel::Medium,
             attributes: Vec::new(),
         }
     }
@@ -170,7 +160,7 @@ mod tests {
     #[test]
     fn json_line_matches_the_contract() {
         let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_795_687_200_123);
-        let alert = Alert::from_detection(detection(), origin(0), now);
+        let alert = Alert::from_finding(detection(), origin(0), now);
         let value: serde_json::Value = serde_json::from_str(&alert.to_json_line()).unwrap();
         assert_eq!(value["ts"], "2026-11-26T10:00:00.123Z");
         assert_eq!(value["source"], "cam-1");
@@ -185,9 +175,9 @@ mod tests {
     #[test]
     fn ids_are_stable_and_distinct() {
         let now = SystemTime::now();
-        let a = Alert::from_detection(detection(), origin(0), now);
-        let b = Alert::from_detection(detection(), origin(0), now);
-        let c = Alert::from_detection(detection(), origin(1), now);
+        let a = Alert::from_finding(detection(), origin(0), now);
+        let b = Alert::from_finding(detection(), origin(0), now);
+        let c = Alert::from_finding(detection(), origin(1), now);
         assert_eq!(a.id, b.id);
         assert_ne!(a.id, c.id);
     }

@@ -6,10 +6,16 @@
 //! A journal that cannot be written (full disk, unwritable file) is a loud
 //! error and a metric; alerts then still go to the sinks from memory, and
 //! writing is tried again with every batch.
+//!
+//! Config changes reach the running dispatcher through [`DispatchControl`]:
+//! new throttle settings (its state and counters carry over), sinks added,
+//! removed or replaced (a replaced sink's undelivered alerts go to its
+//! replacement, which has the same name), all between two batches.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +23,7 @@ use super::alert::Alert;
 use super::journal::{DeliveryUpdate, Journal, JournalConfig, JournalError};
 use super::sinks::worker_settings;
 use super::sinks::{SinkConfig, SinkHandle};
-use super::{AlertStats, Throttle};
+use super::{AlertStats, Throttle, ThrottleConfig};
 
 /// How often retention runs, and how often a journal that failed to open
 /// is tried again.
@@ -43,6 +49,75 @@ pub enum DispatchError {
     Thread { name: String, source: std::io::Error },
     #[error(transparent)]
     JournalInUse(JournalError),
+    #[error("an alert sink named `{0}` is already running")]
+    DuplicateSink(String),
+    #[error("no alert sink is named `{0}`")]
+    UnknownSink(String),
+    #[error("the alert dispatcher has stopped")]
+    Stopped,
+}
+
+/// A change for the running dispatcher.
+enum Command {
+    Throttle { global: ThrottleConfig, per_strategy: BTreeMap<String, ThrottleConfig> },
+    ShutdownGrace(Duration),
+    AddSink { config: Box<SinkConfig>, reply: Sender<Result<(), DispatchError>> },
+    RemoveSink { name: String, reply: Sender<Result<(), DispatchError>> },
+    ReplaceSink { config: Box<SinkConfig>, reply: Sender<Result<(), DispatchError>> },
+}
+
+/// Changes the running dispatcher's throttle and sinks (from any thread).
+#[derive(Clone)]
+pub struct DispatchControl {
+    commands: Sender<Command>,
+}
+
+/// How long a caller waits for the dispatcher to apply a sink change (it
+/// applies changes between batches; a removed sink may take its delivery
+/// timeout to stop).
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl DispatchControl {
+    /// New throttle settings; cooldowns, bursts and counters carry over.
+    pub fn set_throttle(
+        &self,
+        global: ThrottleConfig,
+        per_strategy: BTreeMap<String, ThrottleConfig>,
+    ) -> Result<(), DispatchError> {
+        self.commands.send(Command::Throttle { global, per_strategy }).map_err(|_| DispatchError::Stopped)
+    }
+
+    pub fn set_shutdown_grace(&self, grace: Duration) -> Result<(), DispatchError> {
+        self.commands.send(Command::ShutdownGrace(grace)).map_err(|_| DispatchError::Stopped)
+    }
+
+    /// Starts a sink; alerts admitted from then on go to it too, and what the
+    /// journal holds undelivered for its name is sent to it.
+    pub fn add_sink(&self, config: SinkConfig) -> Result<(), DispatchError> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.commands.send(Command::AddSink { config: Box::new(config), reply }).map_err(|_| DispatchError::Stopped)?;
+        answer.recv_timeout(CONTROL_TIMEOUT).map_err(|_| DispatchError::Stopped)?
+    }
+
+    /// Stops a sink; its undelivered alerts stay pending in the journal.
+    pub fn remove_sink(&self, name: &str) -> Result<(), DispatchError> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.commands
+            .send(Command::RemoveSink { name: name.to_string(), reply })
+            .map_err(|_| DispatchError::Stopped)?;
+        answer.recv_timeout(CONTROL_TIMEOUT).map_err(|_| DispatchError::Stopped)?
+    }
+
+    /// Replaces a sink by one with new settings and the same name. The new
+    /// settings are checked first: if they cannot work, the old sink keeps
+    /// running.
+    pub fn replace_sink(&self, config: SinkConfig) -> Result<(), DispatchError> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.commands
+            .send(Command::ReplaceSink { config: Box::new(config), reply })
+            .map_err(|_| DispatchError::Stopped)?;
+        answer.recv_timeout(CONTROL_TIMEOUT).map_err(|_| DispatchError::Stopped)?
+    }
 }
 
 pub struct Dispatcher {
@@ -57,6 +132,9 @@ pub struct Dispatcher {
     sinks: Vec<SinkHandle>,
     sink_names: Vec<String>,
     updates: Receiver<DeliveryUpdate>,
+    update_sender: Sender<DeliveryUpdate>,
+    commands: Receiver<Command>,
+    command_sender: Sender<Command>,
     stats: Arc<AlertStats>,
     shutdown_grace: Duration,
 }
@@ -67,6 +145,7 @@ impl Dispatcher {
     /// (e.g. a secret's environment variable is missing).
     pub fn start(settings: DispatcherSettings, stats: Arc<AlertStats>) -> Result<Dispatcher, DispatchError> {
         let (update_sender, updates) = std::sync::mpsc::channel();
+        let (command_sender, commands) = std::sync::mpsc::channel();
         let mut built = Vec::new();
         for config in &settings.sinks {
             let sink = config.build().map_err(|message| DispatchError::Sink { name: config.name(), message })?;
@@ -84,6 +163,9 @@ impl Dispatcher {
             sinks: Vec::new(),
             sink_names: settings.sinks.iter().map(SinkConfig::name).collect(),
             updates,
+            update_sender: update_sender.clone(),
+            commands,
+            command_sender,
             stats,
             shutdown_grace: settings.shutdown_grace,
         };
@@ -97,15 +179,15 @@ impl Dispatcher {
                 "the alert journal is off (alerts.journal.enabled: false): alerts not yet delivered are lost at exit"
             );
         }
-        let journal_for_sinks = settings.journal.enabled.then(|| settings.journal_path.clone());
+        let journal_for_sinks = dispatcher.journal_for_sinks();
         for (config, sink) in built {
             let handle =
                 SinkHandle::spawn(sink, worker_settings(config, journal_for_sinks.clone()), update_sender.clone())
                     .map_err(|source| DispatchError::Thread { name: config.name(), source })?;
             dispatcher.sinks.push(handle);
         }
-        let _ = dispatcher.stats.sinks.set(dispatcher.sinks.iter().map(|s| s.stats.clone()).collect());
-        dispatcher.replay_pending();
+        dispatcher.publish_sinks();
+        dispatcher.replay_pending(None);
         dispatcher.maintain();
         Ok(dispatcher)
     }
@@ -142,11 +224,86 @@ impl Dispatcher {
         self.journal_failing = true;
     }
 
-    /// Queues what an earlier run journaled but did not deliver.
-    fn replay_pending(&mut self) {
+    /// Changes the running dispatcher from other threads.
+    pub fn control(&self) -> DispatchControl {
+        DispatchControl { commands: self.command_sender.clone() }
+    }
+
+    fn publish_sinks(&self) {
+        self.stats.set_sinks(self.sinks.iter().map(|s| s.stats.clone()).collect());
+    }
+
+    fn journal_for_sinks(&self) -> Option<PathBuf> {
+        self.journal_config.enabled.then(|| self.journal_path.clone())
+    }
+
+    fn apply_commands(&mut self) {
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Throttle { global, per_strategy } => {
+                    self.throttle.reconfigure(global, per_strategy);
+                    tracing::info!("alert throttle settings changed");
+                }
+                Command::ShutdownGrace(grace) => self.shutdown_grace = grace,
+                Command::AddSink { config, reply } => {
+                    let _ = reply.send(self.add_sink(&config));
+                }
+                Command::RemoveSink { name, reply } => {
+                    let _ = reply.send(self.remove_sink(&name));
+                }
+                Command::ReplaceSink { config, reply } => {
+                    // Between two batches, so no alert misses the sink's
+                    // name in the journal; the new settings must build first.
+                    let name = config.name();
+                    let result = match config.build() {
+                        Err(message) => Err(DispatchError::Sink { name, message }),
+                        Ok(_) => self.remove_sink(&name).and_then(|()| self.add_sink(&config)),
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+
+    fn add_sink(&mut self, config: &SinkConfig) -> Result<(), DispatchError> {
+        let name = config.name();
+        if self.sink_names.contains(&name) {
+            return Err(DispatchError::DuplicateSink(name));
+        }
+        let sink = config.build().map_err(|message| DispatchError::Sink { name: name.clone(), message })?;
+        let handle =
+            SinkHandle::spawn(sink, worker_settings(config, self.journal_for_sinks()), self.update_sender.clone())
+                .map_err(|source| DispatchError::Thread { name: name.clone(), source })?;
+        self.sinks.push(handle);
+        self.sink_names.push(name.clone());
+        self.publish_sinks();
+        self.replay_pending(Some(&name));
+        tracing::info!(sink = %name, kind = config.kind(), "alert sink started");
+        Ok(())
+    }
+
+    fn remove_sink(&mut self, name: &str) -> Result<(), DispatchError> {
+        let Some(index) = self.sinks.iter().position(|s| s.name() == name) else {
+            return Err(DispatchError::UnknownSink(name.to_string()));
+        };
+        let sink = self.sinks.remove(index);
+        self.sink_names.retain(|n| n != name);
+        self.publish_sinks();
+        // No grace: what it has not delivered stays pending in the journal
+        // (for a replacement of the same name, or the next start).
+        sink.close(Duration::ZERO);
+        sink.join();
+        self.apply_updates();
+        tracing::info!(sink = %name, "alert sink stopped");
+        Ok(())
+    }
+
+    /// Queues what the journal holds undelivered (from an earlier run, or
+    /// for a sink being replaced): for every sink, or only sink `only`.
+    fn replay_pending(&mut self, only: Option<&str>) {
         let Some(journal) = &self.journal else { return };
         let mut total = 0;
-        for sink in &self.sinks {
+        for sink in self.sinks.iter().filter(|s| only.is_none_or(|name| s.name() == name)) {
             let backlog = journal
                 .pending_summary(sink.name())
                 .and_then(|(count, last)| Ok((count, last, journal.pending(sink.name(), 0, sink.capacity())?)));
@@ -164,7 +321,7 @@ impl Dispatcher {
             }
         }
         if total > 0 {
-            self.stats.replayed.store(total as u64, Ordering::Relaxed);
+            self.stats.replayed.fetch_add(total as u64, Ordering::Relaxed);
             tracing::info!(
                 deliveries = total,
                 "sending alerts again that an earlier run journaled but did not deliver"
@@ -200,6 +357,7 @@ impl Dispatcher {
                 self.stats.set_suppressed(*reason, *count);
             }
             self.apply_updates();
+            self.apply_commands();
             if self.last_maintenance.elapsed() >= MAINTENANCE_EVERY {
                 self.maintain();
             }

@@ -547,7 +547,21 @@ impl JournalReader {
         pending(&self.conn, &self.path, sink, after_seq, limit)
     }
 
+    /// Whether the writer has created the tables yet: a reader opened while
+    /// a new journal is being set up sees an empty journal, not an error.
+    fn has_tables(&self) -> Result<bool, JournalError> {
+        self.conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n > 0)
+            .map_err(|e| classify(&self.path, e))
+    }
+
     pub fn last_seq(&self) -> Result<i64, JournalError> {
+        if !self.has_tables()? {
+            return Ok(0);
+        }
         self.conn
             .query_row("SELECT max(seq) FROM alerts", [], |r| r.get::<_, Option<i64>>(0))
             .optional()
@@ -557,6 +571,9 @@ impl JournalReader {
 
     /// Alerts with their delivery states, oldest first.
     pub fn entries(&self, filter: &EntryFilter) -> Result<Vec<JournalEntry>, JournalError> {
+        if !self.has_tables()? {
+            return Ok(Vec::new());
+        }
         let mut sql = String::from("SELECT seq, json FROM alerts a WHERE seq > ?1");
         let mut values: Vec<rusqlite::types::Value> = vec![filter.after_seq.into()];
         if let Some(source) = &filter.source {
@@ -760,5 +777,16 @@ mod tests {
         let error = Journal::open(&path, &JournalConfig::default()).err().unwrap();
         assert!(matches!(error, JournalError::InUse(_)), "{error}");
         assert!(JournalReader::open(&path).is_ok(), "readers are welcome beside the writer");
+    }
+
+    #[test]
+    fn a_reader_beside_a_journal_being_created_sees_it_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.db");
+        // The file exists before the writer has made its tables.
+        Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 0;").unwrap();
+        let reader = JournalReader::open(&path).unwrap();
+        assert!(reader.entries(&EntryFilter::default()).unwrap().is_empty());
+        assert_eq!(reader.last_seq().unwrap(), 0);
     }
 }

@@ -9,13 +9,13 @@ pub mod sinks;
 pub mod throttle;
 
 pub use alert::{Alert, AlertBox, AlertLevel};
-pub use dispatch::{Dispatcher, DispatcherSettings};
+pub use dispatch::{DispatchControl, DispatchError, Dispatcher, DispatcherSettings};
 pub use journal::{JournalConfig, JournalError};
 pub use sinks::{SinkConfig, SinkStats};
 pub use throttle::{Suppression, Throttle, ThrottleConfig};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 
 /// Alert counters shared with the metrics endpoint.
 #[derive(Debug, Default)]
@@ -33,8 +33,8 @@ pub struct AlertStats {
     pub replayed: AtomicU64,
     /// Removed by retention before every sink had them.
     pub trimmed_undelivered: AtomicU64,
-    /// One entry per sink, set once when the dispatcher starts.
-    pub sinks: OnceLock<Vec<Arc<SinkStats>>>,
+    /// One entry per running sink (sinks come and go with config changes).
+    sinks: RwLock<Vec<Arc<SinkStats>>>,
 }
 
 impl AlertStats {
@@ -44,5 +44,22 @@ impl AlertStats {
 
     pub fn suppressed(&self, reason: Suppression) -> u64 {
         self.suppressed[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// The running sinks' counters.
+    pub fn sinks(&self) -> Vec<Arc<SinkStats>> {
+        self.sinks.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// The counters of sink `name`, if it runs.
+    pub fn sink(&self, name: &str) -> Option<Arc<SinkStats>> {
+        self.sinks().into_iter().find(|s| s.name == name)
+    }
+
+    fn set_sinks(&self, sinks: Vec<Arc<SinkStats>>) {
+        match self.sinks.write() {
+            Ok(mut current) => *current = sinks,
+            Err(poisoned) => *poisoned.into_inner() = sinks,
+        }
     }
 }

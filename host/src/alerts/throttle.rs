@@ -118,6 +118,13 @@ impl Throttle {
         }
     }
 
+    /// New settings; cooldowns, open bursts, token buckets and counters
+    /// carry over, so a change never releases a flood.
+    pub fn reconfigure(&mut self, global: ThrottleConfig, per_strategy: BTreeMap<String, ThrottleConfig>) {
+        self.global = global;
+        self.per_strategy = per_strategy;
+    }
+
     /// Suppressed alerts so far, by reason.
     pub fn suppressed(&self) -> &BTreeMap<Suppression, u64> {
         &self.suppressed

@@ -108,6 +108,18 @@ pub fn parse_config_with(text: &str, origin: &str, adjust: impl FnOnce(&mut Conf
     Err(ConfigErrors { origin: origin.to_string(), issues })
 }
 
+/// Checks a config built in code (the control API's edits of the running
+/// config) with exactly the rules a file gets.
+pub fn check(config: &Config, origin: &str) -> Result<(), ConfigErrors> {
+    let mut collector = Collector { issues: Vec::new() };
+    validate(config, &mut collector);
+    if collector.issues.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors { origin: origin.to_string(), issues: collector.issues })
+    }
+}
+
 /// Reads and validates a config file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let origin = path.display().to_string();
@@ -357,7 +369,8 @@ fn validate(config: &Config, collector: &mut Collector) {
     }
 }
 
-fn valid_id(id: &str) -> bool {
+/// The one id rule, for sources, strategies and sinks.
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 

@@ -1,12 +1,15 @@
 //! Configuration: the YAML model, loading with every error reported at once,
 //! and the embedded default.
 
+pub mod defaults;
+pub mod diff;
 mod env;
 pub mod load;
 mod locate;
 pub mod model;
+pub mod overrides;
 
-pub use load::{load_file, parse_config, parse_config_with, ConfigErrors, ConfigIssue};
+pub use load::{check, load_file, parse_config, parse_config_with, valid_id, ConfigErrors, ConfigIssue};
 pub use model::*;
 
 /// The default config compiled into the binary (`configs/default.yaml`).

@@ -1,12 +1,15 @@
-//! The configuration file's structure. Every field is documented here; the
-//! example configs in `configs/` are loaded by the tests.
+//! The configuration file's structure: every field documented with its
+//! default. Defaults that the runtime also needs live in `config::defaults`.
+//! The example configs in `configs/` are loaded by the tests.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::defaults;
+
 /// A whole dshost config (`configs/*.yaml`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Video sources.
@@ -26,7 +29,7 @@ pub struct Config {
 }
 
 /// What happens to detections on their way out.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
     /// Throttle for every strategy.
@@ -66,7 +69,7 @@ impl AlertsConfig {
 }
 
 /// Metrics, health and the control API.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MonitoringConfig {
     /// The HTTP server; absent = off (unless `--http` is given).
@@ -74,7 +77,7 @@ pub struct MonitoringConfig {
     pub http: Option<HttpConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address to listen on.
@@ -93,7 +96,7 @@ impl HttpConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// Unique id; appears in alerts, logs and metrics instead of the URI.
@@ -123,7 +126,7 @@ pub enum RtspTransport {
     Udp,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RtspConfig {
     /// `tcp` (default; survives NAT and lossy links) or `udp` (lower latency).
@@ -187,15 +190,18 @@ pub enum Backend {
     Deepstream,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
+    /// `auto` (default: DeepStream when usable, else CPU), `cpu` or `deepstream`.
     pub backend: Backend,
     /// Default object stage for every source.
     pub detector: DetectorKind,
     /// Default video decoder for every source (`auto`, `gpu`, `cpu`).
     pub decoder: DecoderKind,
+    /// The built-in motion detector.
     pub motion: MotionConfig,
+    /// The IoU tracker giving ids to objects that come without one.
     pub tracker: TrackerConfig,
     /// Frames waiting per source for the strategies; when full the oldest is
     /// dropped and counted.
@@ -239,8 +245,9 @@ pub struct DeepStreamConfig {
     pub infer_config: Option<PathBuf>,
     /// nvstreammux/nvinfer batch size; default: the number of sources.
     pub batch_size: Option<u32>,
-    /// Legacy nvstreammux output size (boxes are in this coordinate space).
+    /// Legacy nvstreammux output width (boxes are in this coordinate space); default 1280.
     pub width: u32,
+    /// Legacy nvstreammux output height; default 720.
     pub height: u32,
     /// How long nvstreammux waits to fill a batch, microseconds.
     pub batched_push_timeout_us: u32,
@@ -248,7 +255,9 @@ pub struct DeepStreamConfig {
     pub new_streammux: bool,
     /// Which confidence strategies see: the detector's or the tracker's.
     pub confidence: ConfidenceSource,
+    /// The GPU the DeepStream elements run on; default 0.
     pub gpu_id: u32,
+    /// nvtracker (off by default).
     pub tracker: DeepStreamTrackerConfig,
 }
 
@@ -294,6 +303,7 @@ pub enum ConfidenceSource {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeepStreamTrackerConfig {
+    /// Add nvtracker after nvinfer; default false.
     pub enabled: bool,
     /// Low-level tracker config (`ll-config-file`); default: the sample
     /// config of the installed release, where the profile names one.
@@ -326,6 +336,7 @@ impl Default for MotionConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrackerConfig {
+    /// Default true.
     pub enabled: bool,
     /// Overlap needed to continue a track.
     pub iou_threshold: f32,
@@ -339,7 +350,7 @@ impl Default for TrackerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StrategyConfig {
     /// Unique name; alerts carry it. Default: the file name without `.wasm`.
@@ -369,14 +380,21 @@ impl StrategyConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// Linear memory cap of each instance, MiB; default 64.
     pub memory_mib: usize,
+    /// Deadline of one `process` call, milliseconds; default 20.
     pub call_timeout_ms: u64,
+    /// Most detections one call may return (the rest are dropped and counted); default 256.
     pub max_detections: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { memory_mib: 64, call_timeout_ms: 20, max_detections: 256 }
+        LimitsConfig {
+            memory_mib: defaults::STRATEGY_MEMORY_MIB,
+            call_timeout_ms: defaults::STRATEGY_CALL_TIMEOUT_MS,
+            max_detections: defaults::STRATEGY_MAX_DETECTIONS,
+        }
     }
 }
 
@@ -384,7 +402,9 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecoveryConfig {
+    /// First wait before a failed source restarts, milliseconds; default 500.
     pub initial_backoff_ms: u64,
+    /// Longest wait between restarts (the wait doubles per failure), milliseconds; default 10000.
     pub max_backoff_ms: u64,
     /// Restarts before a source is given up; absent = unlimited for live
     /// sources, 3 for files.
@@ -402,7 +422,7 @@ impl Default for RecoveryConfig {
             max_backoff_ms: 10_000,
             max_attempts: None,
             watchdog_seconds: 5.0,
-            strategy_quarantine_after: 5,
+            strategy_quarantine_after: defaults::STRATEGY_QUARANTINE_AFTER,
         }
     }
 }

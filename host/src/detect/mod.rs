@@ -1,13 +1,16 @@
-//! The CPU object stage: where a frame's objects come from when no
-//! DeepStream inference runs. Motion detection for plain cameras, ROI
-//! metadata from upstream elements (DL Streamer style, and our synthetic
-//! scene), and an IoU tracker for stable ids.
+//! The object stage: where a frame's objects come from when no DeepStream
+//! inference runs. Motion detection for plain cameras, ROI metadata from
+//! upstream elements (DL Streamer style, and our synthetic scene), and an
+//! IoU tracker for stable ids; `stage` puts them behind the pipeline's
+//! `frame::ObjectStage` contract.
 
 pub mod motion;
 pub mod roi;
+pub mod stage;
 pub mod tracker;
 
 pub use motion::MotionDetector;
+pub use stage::{BuiltinSettings, BuiltinStage};
 pub use tracker::IouTracker;
 
 /// An object found in a frame, in source-frame pixels.

@@ -7,12 +7,8 @@ use gstreamer as gst;
 use gstreamer_video::VideoRegionOfInterestMeta;
 
 use super::Detected;
+use crate::frame::roi::{DETECTION_PARAM, OBJECT_ID_PARAM};
 use crate::frame::LabelTable;
-
-/// Name of the parameter structure holding `confidence` (DL Streamer's).
-pub const DETECTION_PARAM: &str = "detection";
-/// Name of the parameter structure holding the tracker's `id`.
-pub const OBJECT_ID_PARAM: &str = "object_id";
 
 /// Collects the buffer's ROI metas. New labels are appended to `labels`
 /// (returned `true` when that happened).
@@ -53,23 +49,10 @@ pub fn read_rois(buffer: &gst::BufferRef, labels: &mut LabelTable, out: &mut Vec
     grew
 }
 
-/// Attaches one object as ROI meta (the synthetic scene uses this; any
-/// element that does the same is understood by [`read_rois`]).
-pub fn attach_roi(
-    buffer: &mut gst::BufferRef,
-    label: &str,
-    rect: (u32, u32, u32, u32),
-    confidence: f64,
-    object_id: u64,
-) {
-    let mut meta = VideoRegionOfInterestMeta::add(buffer, label, rect);
-    meta.add_param(gst::Structure::builder(DETECTION_PARAM).field("confidence", confidence).build());
-    meta.add_param(gst::Structure::builder(OBJECT_ID_PARAM).field("id", object_id).build());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::roi::attach_roi;
 
     #[test]
     fn round_trips_through_buffer_meta() {

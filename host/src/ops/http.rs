@@ -1,9 +1,11 @@
 //! The HTTP surface: Prometheus metrics, health, and the control API under
-//! `/v1` (sources and strategies). Described in `docs/openapi.yaml`.
+//! `/v1` (sources, strategies, config reload). Described in
+//! `docs/openapi.yaml`. Every change goes through the runtime's one apply
+//! path ([`Control`]), with the checks a config file gets.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Request, State};
@@ -14,16 +16,15 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::config::{DetectorKind, SourceConfig};
-use crate::pipeline::{Runtime, RuntimeError, SourceSpec, SourceState};
-use crate::strategy::reload::{ReloadOutcome, Reloader};
+use crate::config::SourceConfig;
+use crate::frame::SourceState;
+use crate::runtime::control::{lock_reloader as lock, Control, ControlError};
+use crate::runtime::strategies::ReloadOutcome;
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    pub runtime: Arc<Runtime>,
-    pub reloader: Arc<Mutex<Reloader>>,
-    pub default_detector: DetectorKind,
+    pub control: Arc<Control>,
     /// Alert counters (emitted, suppressed by reason).
     pub alerts: Arc<crate::alerts::AlertStats>,
     /// Bearer token required on `/metrics` and `/v1` when set.
@@ -38,18 +39,18 @@ fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) ->
     (status, Json(body)).into_response()
 }
 
-fn lock(reloader: &Mutex<Reloader>) -> std::sync::MutexGuard<'_, Reloader> {
-    reloader.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 async fn metrics(State(state): State<ApiState>) -> Response {
-    let text = tokio::task::spawn_blocking(move || {
-        let reloader = lock(&state.reloader);
-        super::metrics::render(&state.runtime, Some(&reloader), &state.alerts)
+    let rendered = tokio::task::spawn_blocking(move || {
+        let reloader = lock(state.control.reloader());
+        super::metrics::render(state.control.runtime(), Some(&reloader), &state.alerts, Some(&state.control.counters))
     })
-    .await
-    .unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+    .await;
+    match rendered {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response(),
+        // A panic while gathering: say so, rather than an empty 200 that a
+        // scraper would take for "no metrics".
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot gather the metrics: {e}"), None),
+    }
 }
 
 async fn healthz() -> Json<Value> {
@@ -59,7 +60,7 @@ async fn healthz() -> Json<Value> {
 /// Ready: at least one source produced a frame in the last 5 s, and no
 /// strategy failed to load.
 async fn readyz(State(state): State<ApiState>) -> Response {
-    let sources = state.runtime.source_metrics();
+    let sources = state.control.runtime().source_metrics();
     let mut problems = Vec::new();
     if sources.is_empty() {
         problems.push("no sources configured".to_string());
@@ -77,7 +78,7 @@ async fn readyz(State(state): State<ApiState>) -> Response {
             problems.push(format!("source `{id}` failed"));
         }
     }
-    let strategies = state.runtime.plans().len();
+    let strategies = state.control.runtime().plans().len();
     let body = json!({
         "ready": problems.is_empty(),
         "sources": sources.len(),
@@ -90,7 +91,7 @@ async fn readyz(State(state): State<ApiState>) -> Response {
 }
 
 async fn list_sources(State(state): State<ApiState>) -> Json<Value> {
-    Json(json!({ "sources": state.runtime.summaries() }))
+    Json(json!({ "sources": state.control.runtime().summaries() }))
 }
 
 async fn add_source(State(state): State<ApiState>, body: axum::body::Bytes) -> Response {
@@ -103,53 +104,69 @@ async fn add_source(State(state): State<ApiState>, body: axum::body::Bytes) -> R
             return error(StatusCode::BAD_REQUEST, e.into_inner().to_string(), field.as_deref());
         }
     };
-    if config.id.is_empty()
-        || config.id.len() > 64
-        || !config.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "ids are 1-64 characters of letters, digits, `-`, `_` and `.`",
-            Some("id"),
-        );
-    }
-    let spec = match SourceSpec::from_config(&config, state.default_detector) {
-        Ok(spec) => spec,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string(), Some("uri")),
-    };
-    let runtime = state.runtime.clone();
+    let control = state.control.clone();
     let id = config.id.clone();
-    let added = tokio::task::spawn_blocking(move || runtime.add_source(spec)).await;
+    let added = tokio::task::spawn_blocking(move || control.add_source(config)).await;
     match added {
-        Ok(Ok(())) => {
+        Ok(Ok(_)) => {
             tracing::info!(source = %id, "source added through the API");
             (StatusCode::CREATED, Json(json!({ "id": id }))).into_response()
         }
-        Ok(Err(RuntimeError::DuplicateSource(id))) => {
-            error(StatusCode::CONFLICT, format!("a source with the id `{id}` is already running"), Some("id"))
+        Ok(Err(ControlError::Invalid(errors))) => {
+            let first = errors.issues.first();
+            let message: Vec<String> = errors.issues.iter().map(|i| i.message.clone()).collect();
+            error(StatusCode::BAD_REQUEST, message.join("; "), first.map(|i| i.path.as_str()).filter(|p| !p.is_empty()))
         }
+        Ok(Err(e @ ControlError::DuplicateSource(_))) => error(StatusCode::CONFLICT, e.to_string(), Some("id")),
         Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string(), None),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
     }
 }
 
 async fn remove_source(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
-    let runtime = state.runtime.clone();
-    let removed = tokio::task::spawn_blocking(move || runtime.remove_source(&id)).await;
+    let control = state.control.clone();
+    let removed = tokio::task::spawn_blocking(move || control.remove_source(&id)).await;
     match removed {
         Ok(Ok(summary)) => {
             tracing::info!(source = %summary.id, "source removed through the API");
             Json(json!({ "removed": summary })).into_response()
         }
-        Ok(Err(e)) => error(StatusCode::NOT_FOUND, e.to_string(), Some("id")),
+        Ok(Err(e @ ControlError::UnknownSource(_))) => error(StatusCode::NOT_FOUND, e.to_string(), Some("id")),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    }
+}
+
+async fn reload_config(State(state): State<ApiState>) -> Response {
+    let control = state.control.clone();
+    let reloaded = tokio::task::spawn_blocking(move || control.reload_file()).await;
+    match reloaded {
+        Ok(Ok(report)) => {
+            let failed = !report.failures().is_empty();
+            let status = if failed { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+            (status, Json(json!({ "applied": !failed, "changes": report.changes }))).into_response()
+        }
+        Ok(Err(ControlError::Invalid(errors))) => {
+            let issues: Vec<Value> =
+                errors.issues.iter().map(|i| json!({ "path": i.path, "line": i.line, "message": i.message })).collect();
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(
+                    json!({ "error": format!("{} is invalid; nothing was changed", errors.origin), "issues": issues }),
+                ),
+            )
+                .into_response()
+        }
+        Ok(Err(e @ ControlError::NoConfigFile)) => error(StatusCode::CONFLICT, e.to_string(), None),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
     }
 }
 
 async fn list_strategies(State(state): State<ApiState>) -> Json<Value> {
-    let reloader = state.reloader.clone();
-    let plans = state.runtime.plans();
-    let metrics = state.runtime.strategy_metrics();
+    let reloader = state.control.reloader().clone();
+    let plans = state.control.runtime().plans();
+    let metrics = state.control.runtime().strategy_metrics();
     let list: Vec<Value> = plans
         .into_iter()
         .map(|plan| {
@@ -175,9 +192,9 @@ async fn list_strategies(State(state): State<ApiState>) -> Json<Value> {
 }
 
 async fn reload_strategy(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
-    let reloader = state.reloader.clone();
+    let control = state.control.clone();
     let target = name.clone();
-    let result = tokio::task::spawn_blocking(move || lock(&reloader).reload(&target, true)).await;
+    let result = tokio::task::spawn_blocking(move || control.reload_strategy(&target, true)).await;
     match result {
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no strategy is named `{name}`"), Some("name")),
         Ok(Some(Ok(ReloadOutcome::Installed { version, previous, elapsed, kept_old }))) => Json(json!({
@@ -219,6 +236,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/sources/{id}", delete(remove_source))
         .route("/v1/strategies", get(list_strategies))
         .route("/v1/strategies/{name}/reload", post(reload_strategy))
+        .route("/v1/config/reload", post(reload_config))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).merge(protected).with_state(state)
 }

@@ -5,9 +5,11 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use crate::alerts::{AlertStats, Suppression};
-use crate::pipeline::{Runtime, SourceState};
-use crate::strategy::metrics::{ErrorKind, Histogram, DURATION_BUCKETS};
-use crate::strategy::reload::Reloader;
+use crate::frame::SourceState;
+use crate::metrics::{Histogram, DURATION_BUCKETS};
+use crate::runtime::control::ReloadCounters;
+use crate::runtime::{Reloader, Runtime};
+use crate::strategy::metrics::ErrorKind;
 
 /// Escapes a label value (backslash, double quote, newline).
 fn escape(value: &str) -> String {
@@ -76,7 +78,12 @@ const STATES: [SourceState; 6] = [
 ];
 
 /// Renders the whole exposition.
-pub fn render(runtime: &Runtime, reloader: Option<&Reloader>, alerts: &AlertStats) -> String {
+pub fn render(
+    runtime: &Runtime,
+    reloader: Option<&Reloader>,
+    alerts: &AlertStats,
+    config_reloads: Option<&ReloadCounters>,
+) -> String {
     let mut e = Exposition { out: String::with_capacity(8192) };
     let sources = runtime.source_metrics();
 
@@ -225,6 +232,16 @@ pub fn render(runtime: &Runtime, reloader: Option<&Reloader>, alerts: &AlertStat
         e.family("dshost_process_cpu_seconds_total", "counter", "CPU time used by the dshost process.");
         e.sample("dshost_process_cpu_seconds_total", &[], cpu);
     }
+    if let Some(counters) = config_reloads {
+        e.family(
+            "dshost_config_reloads_total",
+            "counter",
+            "Configuration changes applied (startup, file changes, the control API), by section and result.",
+        );
+        for ((section, result), count) in counters.snapshot() {
+            e.sample("dshost_config_reloads_total", &[("section", &section), ("result", &result)], count as f64);
+        }
+    }
     e.out
 }
 
@@ -252,7 +269,8 @@ fn render_delivery(e: &mut Exposition, alerts: &AlertStats) {
         "Alerts removed by journal retention before every sink had them.",
     );
     e.sample("dshost_alerts_trimmed_undelivered_total", &[], load(&alerts.trimmed_undelivered));
-    let sinks = alerts.sinks.get().map(Vec::as_slice).unwrap_or_default();
+    let sinks = alerts.sinks();
+    let sinks = sinks.as_slice();
     let families: [SinkFamily; 6] = [
         ("dshost_sink_delivered_total", "counter", "Alerts a sink confirmed.", |s| {
             s.delivered.load(Ordering::Relaxed) as f64

@@ -10,9 +10,9 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 
 use super::cpu::{self, StageContext};
-use super::metrics::SourceState;
 use super::source::SourceSpec;
 use crate::config::RecoveryConfig;
+use crate::frame::SourceState;
 
 /// How a pipeline run ended.
 #[derive(Debug, PartialEq)]
@@ -27,7 +27,7 @@ enum RunEnd {
 
 /// Runs the source until it ends, fails for good, or `stop` is set.
 pub fn run_source(spec: SourceSpec, stage: StageContext, recovery: RecoveryConfig, stop: Arc<AtomicBool>) {
-    let metrics = stage.metrics.clone();
+    let metrics = stage.outlet.metrics.clone();
     let source = spec.id.clone();
     let uri = spec.uri.redacted();
     let max_attempts = recovery.max_attempts.unwrap_or(if spec.is_live() { u32::MAX } else { 3 });
@@ -78,7 +78,7 @@ pub fn run_source(spec: SourceSpec, stage: StageContext, recovery: RecoveryConfi
             }
         }
     }
-    stage.queue.close();
+    stage.outlet.queue.close();
 }
 
 fn backoff(recovery: &RecoveryConfig, failures: u32) -> Duration {
@@ -122,9 +122,9 @@ fn play(
         if stop.load(Ordering::Relaxed) {
             return RunEnd::Stopped;
         }
-        let last_frame = stage.metrics.last_frame();
+        let last_frame = stage.outlet.metrics.last_frame();
         if !running_reported && last_frame.is_some_and(|at| at >= started) {
-            stage.metrics.set_state(SourceState::Running);
+            stage.outlet.metrics.set_state(SourceState::Running);
             running_reported = true;
         }
         let quiet_since = last_frame.filter(|at| *at >= started).unwrap_or(started);

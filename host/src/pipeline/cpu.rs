@@ -1,19 +1,25 @@
 //! The CPU backend: one GStreamer pipeline per source.
 //!
-//! `<source> ! [decodebin] ! videoconvert ! video/x-raw,format=<8-bit luma first> ! appsink`
+//! `<source> ! [decodebin] ! <analysis chain> ! appsink`
 //!
-//! With GPU decode (see `decode`) the decodebin takes `nvv4l2decoder` and
-//! `nvvideoconvert ! video/x-raw,format=GRAY8,<analysis size>` sits before
-//! `videoconvert`: only the small image the object stage reads leaves the GPU.
+//! The analysis chain delivers what the source's object stage asks for
+//! (`frame::ImageRequest`):
+//! - luma: `videoconvert ! video/x-raw,format=<8-bit luma first>`. For the
+//!   usual decoder output (I420, NV12) `videoconvert` is a passthrough and
+//!   upstream metadata (ROI metas) arrives untouched. With GPU decode (see
+//!   `decode`), `nvvideoconvert ! video/x-raw,format=GRAY8,<analysis size>`
+//!   comes first: only the small image the object stage reads leaves the GPU.
+//! - RGB at a model's input size: `videoconvert ! videoscale !
+//!   video/x-raw,format=RGB,<fit size>` on the CPU, `nvvideoconvert !
+//!   video/x-raw,<fit size>` (scaled and converted on the GPU) then
+//!   `videoconvert` to packed RGB with GPU decode: only model-sized frames
+//!   cross to system memory.
 //!
-//! The caps ask for formats whose first plane is 8-bit luma, so for the usual
-//! decoder output (I420, NV12) `videoconvert` is a passthrough and upstream
-//! metadata (ROI metas) arrives untouched. The appsink callback is the object
-//! stage and the hand-off: it runs the detector, encodes the compact frame
-//! into a pooled buffer and pushes it into the source's queue without ever
-//! blocking.
+//! The appsink callback is the hand-off: it makes the compact frame header
+//! with a pooled object buffer and gives it to the object stage, which
+//! delivers it to the source's outlet without ever blocking a paced source.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use gstreamer as gst;
@@ -22,15 +28,11 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use super::decode::{self, DecodePath};
-use crate::detect::motion::LumaPlane;
-use crate::detect::{roi, Detected, IouTracker, MotionDetector};
-use super::metrics::SourceMetrics;
-use super::queue::FrameQueue;
 use super::scene::Scene;
 use super::source::SourceSpec;
 use super::uri::SourceUri;
-use crate::config::{DetectorKind, MotionConfig, RtspTransport, TrackerConfig};
-use crate::frame::{CompactFrame, LabelTable, Object, UNTRACKED};
+use crate::config::RtspTransport;
+use crate::frame::{ImageRequest, SourceMetrics, SourceOutlet, StageFactory};
 
 /// Formats whose plane 0 is 8-bit luma at full resolution.
 const LUMA_FORMATS: &str = "{ I420, NV12, YV12, NV21, Y42B, Y444, GRAY8 }";
@@ -44,24 +46,24 @@ pub enum BuildError {
     Link(String),
 }
 
-/// What the object stage of one source needs; survives pipeline restarts.
+/// What one source's pipeline needs; survives pipeline restarts.
 pub struct StageContext {
-    pub source_id: Arc<str>,
-    pub queue: Arc<FrameQueue>,
-    pub metrics: Arc<SourceMetrics>,
-    pub labels: Arc<LabelTable>,
-    pub motion: MotionConfig,
-    pub tracker: TrackerConfig,
+    /// Where analysed frames go (queue, counters, pacing, stop flag).
+    pub outlet: SourceOutlet,
+    /// Makes the object stage of each pipeline run.
+    pub objects: StageFactory,
     /// Frame numbers continue across restarts.
     pub frame_counter: Arc<AtomicU64>,
-    /// Set when the source is being stopped.
-    pub stop: Arc<AtomicBool>,
     /// How compressed video is decoded (chosen once, when the source is added).
     pub decode: DecodePath,
 }
 
 fn make(element: &'static str, package: &'static str) -> Result<gst::Element, BuildError> {
     gst::ElementFactory::make(element).build().map_err(|_| BuildError::MissingElement { element, package })
+}
+
+fn link_error(error: impl std::fmt::Display) -> BuildError {
+    BuildError::Link(error.to_string())
 }
 
 const BASE: &str = "gstreamer1.0-plugins-base";
@@ -71,36 +73,28 @@ const DEEPSTREAM: &str = "DeepStream or the bundle of scripts/bundle-gpu.sh";
 /// Builds the pipeline of one source.
 pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, BuildError> {
     let pipeline = gst::Pipeline::with_name(&format!("source-{}", spec.id));
-    let convert = make("videoconvert", BASE)?;
-    let filter = make("capsfilter", BASE)?;
-    let caps: gst::Caps =
-        format!("video/x-raw,format={LUMA_FORMATS}").parse().map_err(|e| BuildError::Link(format!("caps: {e}")))?;
-    filter.set_property("caps", &caps);
+    let mut objects = (stage.objects)();
+    let request = objects.image();
     let sink = gst_app::AppSink::builder().sync(spec.realtime).max_buffers(2).enable_last_sample(false).build();
     let sink_element: gst::Element = sink.clone().upcast();
-    pipeline.add_many([&convert, &filter, &sink_element]).map_err(|e| BuildError::Link(e.to_string()))?;
-    gst::Element::link_many([&convert, &filter, &sink_element]).map_err(|e| BuildError::Link(e.to_string()))?;
-
-    let uses_roi_truth = matches!(spec.uri, SourceUri::Scene { .. });
+    pipeline.add(&sink_element).map_err(link_error)?;
     // Source size (width << 32 | height) when the frames reaching the appsink
-    // were scaled down on the GPU; 0 = they have the source's size.
+    // were scaled for analysis; 0 = they have the source's size.
     let source_size = Arc::new(AtomicU64::new(0));
+    let gpu = matches!(stage.decode, DecodePath::Gpu) && decode::decodes(&spec.uri);
+    let head = add_analysis_chain(&pipeline, &sink_element, request, gpu, &source_size)?;
     match &spec.uri {
         SourceUri::File { .. } | SourceUri::Rtsp { .. } | SourceUri::Http { .. } => {
-            let target = match stage.decode {
-                DecodePath::Gpu => add_gpu_converter(&pipeline, &convert, stage.motion.analysis_width, &source_size)?,
-                DecodePath::Cpu | DecodePath::None => convert.clone(),
-            };
-            add_uridecodebin(&pipeline, spec, &target, stage.decode)?;
+            add_uridecodebin(&pipeline, spec, &head, stage.decode)?;
         }
         SourceUri::V4l2 { device } => {
             let src = make("v4l2src", GOOD)?;
             src.set_property("device", device.to_string_lossy().as_ref());
             let decode = make("decodebin", BASE)?;
             steer_decoders(&decode, DecodePath::Cpu);
-            pipeline.add_many([&src, &decode]).map_err(|e| BuildError::Link(e.to_string()))?;
-            src.link(&decode).map_err(|e| BuildError::Link(e.to_string()))?;
-            link_video_pads(&pipeline, &decode, &convert);
+            pipeline.add_many([&src, &decode]).map_err(link_error)?;
+            src.link(&decode).map_err(link_error)?;
+            link_video_pads(&pipeline, &decode, &head);
         }
         SourceUri::Test { pattern, format } => {
             let src = make("videotestsrc", BASE)?;
@@ -117,31 +111,19 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
             .parse()
             .map_err(|e| BuildError::Link(format!("caps: {e}")))?;
             caps_filter.set_property("caps", &caps);
-            pipeline.add_many([&src, &caps_filter]).map_err(|e| BuildError::Link(e.to_string()))?;
-            gst::Element::link_many([&src, &caps_filter, &convert]).map_err(|e| BuildError::Link(e.to_string()))?;
+            pipeline.add_many([&src, &caps_filter]).map_err(link_error)?;
+            gst::Element::link_many([&src, &caps_filter, &head]).map_err(link_error)?;
         }
         SourceUri::Scene { seed, format } => {
             let src = scene_source(Scene::new(*seed, *format), stage.frame_counter.load(Ordering::Relaxed))?;
-            pipeline.add(&src).map_err(|e| BuildError::Link(e.to_string()))?;
-            src.link(&convert).map_err(|e| BuildError::Link(e.to_string()))?;
+            pipeline.add(&src).map_err(link_error)?;
+            src.link(&head).map_err(link_error)?;
         }
     }
 
-    let detector = match spec.detector {
-        DetectorKind::Auto if uses_roi_truth => DetectorKind::Roi,
-        other => other,
-    };
-    let mut object_stage = ObjectStage::new(detector, stage);
-    let queue = stage.queue.clone();
-    let metrics = stage.metrics.clone();
-    let source_id = stage.source_id.clone();
+    let outlet = stage.outlet.clone();
     let counter = stage.frame_counter.clone();
-    let stop = stage.stop.clone();
-    record_decoder(&pipeline, &stage.metrics);
-    // Clock-paced sources (cameras, real-time playback) must never wait:
-    // the oldest queued frame is dropped instead. Unpaced ones (files read
-    // as fast as possible) wait for room, so no frame goes unanalysed.
-    let paced = spec.realtime;
+    record_decoder(&pipeline, &stage.outlet.metrics);
     // Caps change rarely; parsing them per frame would allocate per frame.
     let mut format: Option<(gst::Caps, gst_video::VideoInfo)> = None;
     sink.set_callbacks(
@@ -161,36 +143,136 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
                 let Some((_, info)) = format.as_ref() else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                metrics.mark_frame();
+                outlet.metrics.mark_frame();
                 let number = counter.fetch_add(1, Ordering::Relaxed);
                 let (width, height) = match source_size.load(Ordering::Relaxed) {
                     0 => (info.width(), info.height()),
                     packed => ((packed >> 32) as u32, packed as u32),
                 };
-                let mut frame = CompactFrame {
-                    source_id: source_id.clone(),
-                    frame_number: number,
-                    pts_ns: buffer.pts().map(|t| t.nseconds()).unwrap_or(0),
-                    width,
-                    height,
-                    objects: queue.take_buffer(),
-                    captured_at: std::time::Instant::now(),
-                };
-                let count = object_stage.run(buffer, info, &mut frame);
-                frame.captured_at = std::time::Instant::now();
-                metrics.objects.fetch_add(count as u64, Ordering::Relaxed);
-                if paced {
-                    if queue.push(frame) {
-                        metrics.dropped_backlog.fetch_add(1, Ordering::Relaxed);
-                    }
-                } else {
-                    queue.push_waiting(frame, &stop);
-                }
+                let pts = buffer.pts().map(|t| t.nseconds()).unwrap_or(0);
+                let frame = outlet.new_frame(number, pts, width, height);
+                objects.process(buffer, info, frame, &outlet);
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
     );
     Ok(pipeline)
+}
+
+/// Adds the elements between the decoder and `sink` that turn decoded video
+/// into the image `request` asks for. Returns the first of them (where the
+/// decoder or the raw source links). `gpu`: the decoder outputs NVMM
+/// frames, so the scaling runs on the GPU (`nvvideoconvert`).
+fn add_analysis_chain(
+    pipeline: &gst::Pipeline,
+    sink: &gst::Element,
+    request: ImageRequest,
+    gpu: bool,
+    source_size: &Arc<AtomicU64>,
+) -> Result<gst::Element, BuildError> {
+    let convert = make("videoconvert", BASE)?;
+    let filter = make("capsfilter", BASE)?;
+    pipeline.add_many([&convert, &filter]).map_err(link_error)?;
+    let mut chain = vec![convert.clone()];
+    match request {
+        ImageRequest::Luma { .. } => {
+            let caps: gst::Caps = format!("video/x-raw,format={LUMA_FORMATS}")
+                .parse()
+                .map_err(|e| BuildError::Link(format!("caps: {e}")))?;
+            filter.set_property("caps", &caps);
+        }
+        ImageRequest::Rgb { .. } => {
+            filter.set_property("caps", gst::Caps::builder("video/x-raw").field("format", "RGB").build());
+            if !gpu {
+                // Scale on the CPU to the model's fit size, set from the
+                // source's caps as they pass.
+                let scale = make("videoscale", BASE)?;
+                pipeline.add(&scale).map_err(link_error)?;
+                chain.push(scale);
+                let sized = make("capsfilter", BASE)?;
+                pipeline.add(&sized).map_err(link_error)?;
+                size_from_caps(&convert, &sized, request, source_size, "RGB")?;
+                chain.push(sized);
+            }
+        }
+    }
+    chain.push(filter);
+    chain.push(sink.clone());
+    gst::Element::link_many(chain.iter()).map_err(link_error)?;
+    if gpu {
+        return add_gpu_converter(pipeline, &convert, request, source_size);
+    }
+    Ok(convert)
+}
+
+/// Sets `filter`'s caps to the analysis size of `request` each time a CAPS
+/// event passes `element`'s sink pad (the source's size is known only from
+/// its caps, and may change mid-stream), before the scaler negotiates, and
+/// records the source size for the frame headers.
+fn size_from_caps(
+    element: &gst::Element,
+    filter: &gst::Element,
+    request: ImageRequest,
+    source_size: &Arc<AtomicU64>,
+    format: &'static str,
+) -> Result<(), BuildError> {
+    let Some(sink_pad) = element.static_pad("sink") else {
+        return Err(BuildError::Link(format!("{} has no sink pad", element.name())));
+    };
+    let filter = filter.downgrade();
+    let size = source_size.clone();
+    sink_pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        let Some(gst::PadProbeData::Event(event)) = &info.data else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let gst::EventView::Caps(caps) = event.view() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let dims =
+            caps.caps().structure(0).and_then(|s| Some((s.get::<i32>("width").ok()?, s.get::<i32>("height").ok()?)));
+        if let (Some((width, height)), Some(filter)) = (dims, filter.upgrade()) {
+            let (width, height) = (width.max(0) as u32, height.max(0) as u32);
+            size.store(u64::from(width) << 32 | u64::from(height), Ordering::Relaxed);
+            let (w, h) = analysis_size(request, width, height);
+            filter.set_property("caps", sized_caps(format, w, h));
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
+}
+
+/// The size of the analysis image for a `width` x `height` source.
+pub fn analysis_size(request: ImageRequest, width: u32, height: u32) -> (u32, u32) {
+    match request {
+        ImageRequest::Luma { analysis_width } => decode::analysis_size(width, height, analysis_width),
+        ImageRequest::Rgb { width: w, height: h, keep_aspect: false } => (w.max(2), h.max(2)),
+        ImageRequest::Rgb { width: w, height: h, keep_aspect: true } => fit_size(width, height, w, h),
+    }
+}
+
+/// The largest size with `width:height`'s aspect ratio inside `max_w` x
+/// `max_h` (scaling up as well as down, as a letterbox does), even sizes.
+pub fn fit_size(width: u32, height: u32, max_w: u32, max_h: u32) -> (u32, u32) {
+    if width == 0 || height == 0 {
+        return (max_w.max(2), max_h.max(2));
+    }
+    let scale = (f64::from(max_w) / f64::from(width)).min(f64::from(max_h) / f64::from(height));
+    let even = |v: f64, max: u32| ((v.round() as u32).min(max) & !1).max(2);
+    (even(f64::from(width) * scale, max_w), even(f64::from(height) * scale, max_h))
+}
+
+/// System-memory caps of `format` (a GStreamer format name or a list in
+/// braces) at `width` x `height`.
+fn sized_caps(format: &str, width: u32, height: u32) -> gst::Caps {
+    let builder = gst::Caps::builder("video/x-raw");
+    let builder = if format.starts_with('{') {
+        let formats: Vec<&str> =
+            format.trim_matches(|c| c == '{' || c == '}').split(',').map(str::trim).filter(|f| !f.is_empty()).collect();
+        builder.field("format", gst::List::new(formats))
+    } else {
+        builder.field("format", format)
+    };
+    builder.field("width", width as i32).field("height", height as i32).build()
 }
 
 fn add_uridecodebin(
@@ -249,12 +331,13 @@ fn add_uridecodebin(
 }
 
 /// `nvvideoconvert ! capsfilter` in front of `convert`: scales the decoded
-/// NVMM frame on the GPU to the analysis size and copies only that to
-/// system memory. Returns the element the decoder links to.
+/// NVMM frame on the GPU to the analysis size (and, for RGB, converts the
+/// colours there) and copies only that to system memory. Returns the
+/// element the decoder links to.
 fn add_gpu_converter(
     pipeline: &gst::Pipeline,
     convert: &gst::Element,
-    analysis_width: u32,
+    request: ImageRequest,
     source_size: &Arc<AtomicU64>,
 ) -> Result<gst::Element, BuildError> {
     let nvconvert = make(decode::GPU_CONVERTER, DEEPSTREAM)?;
@@ -262,44 +345,19 @@ fn add_gpu_converter(
     // motion detector's own; the default (nearest) would alias.
     set_enum_matching(&nvconvert, "interpolation-method", &["super", "bilinear"]);
     let filter = make("capsfilter", BASE)?;
-    filter.set_property("caps", analysis_caps(None));
-    pipeline.add_many([&nvconvert, &filter]).map_err(|e| BuildError::Link(e.to_string()))?;
-    gst::Element::link_many([&nvconvert, &filter, convert]).map_err(|e| BuildError::Link(e.to_string()))?;
-    let Some(sink_pad) = nvconvert.static_pad("sink") else {
-        return Err(BuildError::Link(format!("{} has no sink pad", decode::GPU_CONVERTER)));
+    // What nvvideoconvert can write to system memory that `convert` turns
+    // into the request's format cheaply (a passthrough for GRAY8 and RGB).
+    let formats = match request {
+        ImageRequest::Luma { .. } => "{ GRAY8, NV12, I420 }",
+        ImageRequest::Rgb { .. } => "{ RGB, RGBA, BGRx, RGBx }",
     };
-    // The analysis size follows the source's, known only from its caps (and
-    // it may change mid-stream): set it as each CAPS event passes, before
-    // nvvideoconvert negotiates its output.
-    let filter = filter.downgrade();
-    let size = source_size.clone();
-    sink_pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-        let Some(gst::PadProbeData::Event(event)) = &info.data else {
-            return gst::PadProbeReturn::Ok;
-        };
-        let gst::EventView::Caps(caps) = event.view() else {
-            return gst::PadProbeReturn::Ok;
-        };
-        let dims =
-            caps.caps().structure(0).and_then(|s| Some((s.get::<i32>("width").ok()?, s.get::<i32>("height").ok()?)));
-        if let (Some((width, height)), Some(filter)) = (dims, filter.upgrade()) {
-            let (width, height) = (width.max(0) as u32, height.max(0) as u32);
-            size.store(u64::from(width) << 32 | u64::from(height), Ordering::Relaxed);
-            let analysis = decode::analysis_size(width, height, analysis_width);
-            filter.set_property("caps", analysis_caps(Some(analysis)));
-        }
-        gst::PadProbeReturn::Ok
-    });
+    let caps: gst::Caps =
+        format!("video/x-raw,format={formats}").parse().map_err(|e| BuildError::Link(format!("caps: {e}")))?;
+    filter.set_property("caps", &caps);
+    pipeline.add_many([&nvconvert, &filter]).map_err(link_error)?;
+    gst::Element::link_many([&nvconvert, &filter, convert]).map_err(link_error)?;
+    size_from_caps(&nvconvert, &filter, request, source_size, formats)?;
     Ok(nvconvert)
-}
-
-/// System-memory luma-first caps, at `size` when given.
-fn analysis_caps(size: Option<(u32, u32)>) -> gst::Caps {
-    let mut caps = gst::Caps::builder("video/x-raw").field("format", gst::List::new(["GRAY8", "NV12", "I420"]));
-    if let Some((width, height)) = size {
-        caps = caps.field("width", width as i32).field("height", height as i32);
-    }
-    caps.build()
 }
 
 /// Sets an enum property to the first value whose nick or name contains one
@@ -428,7 +486,13 @@ fn scene_source(scene: Scene, first: u64) -> Result<gst::Element, BuildError> {
                     buffer.set_pts(gst::ClockTime::from_nseconds(next * frame_ns));
                     buffer.set_duration(gst::ClockTime::from_nseconds(frame_ns));
                     for (object, rect) in objects {
-                        roi::attach_roi(buffer, object.label, rect, f64::from(object.confidence), object.id);
+                        crate::frame::roi::attach_roi(
+                            buffer,
+                            object.label,
+                            rect,
+                            f64::from(object.confidence),
+                            object.id,
+                        );
                     }
                 }
                 next += 1;
@@ -437,95 +501,4 @@ fn scene_source(scene: Scene, first: u64) -> Result<gst::Element, BuildError> {
             .build(),
     );
     Ok(src.upcast())
-}
-
-/// Detector + tracker state of one source.
-struct ObjectStage {
-    kind: DetectorKind,
-    /// Set once a frame carried ROI metadata (for `auto`).
-    seen_roi: bool,
-    motion: MotionDetector,
-    tracker: Option<IouTracker>,
-    labels: LabelTable,
-    source_id: Arc<str>,
-    found: Vec<Detected>,
-}
-
-impl ObjectStage {
-    fn new(kind: DetectorKind, stage: &StageContext) -> Self {
-        let mut labels = (*stage.labels).clone();
-        let motion_class = labels.intern("motion");
-        ObjectStage {
-            kind,
-            seen_roi: false,
-            motion: MotionDetector::new(stage.motion.clone(), motion_class),
-            tracker: stage.tracker.enabled.then(|| IouTracker::new(stage.tracker.clone())),
-            labels,
-            source_id: stage.source_id.clone(),
-            found: Vec::new(),
-        }
-    }
-
-    /// Finds the frame's objects and encodes them into `frame`. `info` is
-    /// the buffer's format; `frame` carries the source's size, larger when
-    /// the GPU scaled the frame down for analysis.
-    fn run(&mut self, buffer: &gst::BufferRef, info: &gst_video::VideoInfo, frame: &mut CompactFrame) -> usize {
-        self.found.clear();
-        let read_roi = matches!(self.kind, DetectorKind::Roi | DetectorKind::Auto);
-        if read_roi {
-            let grew = roi::read_rois(buffer, &mut self.labels, &mut self.found);
-            if grew {
-                tracing::warn!(
-                    source = %self.source_id,
-                    labels = ?self.labels.labels().iter().rev().take(3).collect::<Vec<_>>(),
-                    "ROI metadata names labels missing from `pipeline.labels`; they get new class ids on this source only"
-                );
-            }
-            self.seen_roi |= !self.found.is_empty();
-        }
-        let run_motion = match self.kind {
-            DetectorKind::Motion => true,
-            DetectorKind::Auto => !self.seen_roi,
-            DetectorKind::Roi | DetectorKind::None => false,
-        };
-        if run_motion {
-            if let Ok(video) = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info) {
-                if let Ok(data) = video.plane_data(0) {
-                    let plane = LumaPlane {
-                        data,
-                        width: info.width() as usize,
-                        height: info.height() as usize,
-                        stride: info.stride()[0].max(0) as usize,
-                    };
-                    let first = self.found.len();
-                    self.found.extend(self.motion.detect(plane));
-                    if (frame.width, frame.height) != (info.width(), info.height()) {
-                        let sx = frame.width as f32 / info.width().max(1) as f32;
-                        let sy = frame.height as f32 / info.height().max(1) as f32;
-                        for object in &mut self.found[first..] {
-                            object.left *= sx;
-                            object.width *= sx;
-                            object.top *= sy;
-                            object.height *= sy;
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(tracker) = &mut self.tracker {
-            tracker.update(&mut self.found);
-        }
-        for object in &self.found {
-            frame.push(&Object {
-                left: object.left,
-                top: object.top,
-                width: object.width,
-                height: object.height,
-                confidence: object.confidence,
-                class_id: object.class_id,
-                object_id: object.object_id.unwrap_or(UNTRACKED),
-            });
-        }
-        self.found.len()
-    }
 }

@@ -80,13 +80,25 @@ pub struct FactoryInfo {
     pub filename: Option<String>,
 }
 
+/// Why an element of the GPU path could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ElementError {
+    #[error("cannot be created: {0}")]
+    Create(String),
+    #[error(
+        "it failed to start (no NVIDIA GPU or driver visible, or the CUDA runtime libcudart.so.13 / NPP missing \
+         from the library path)"
+    )]
+    Start,
+}
+
 /// The GStreamer registry as the GPU check sees it (injected in tests).
 pub trait ElementRegistry {
     /// The factory of `element`, if registered.
     fn find(&self, element: &str) -> Option<FactoryInfo>;
     /// Creates `element` and starts it (PAUSED, then back to NULL): this
     /// loads its libraries and opens the GPU.
-    fn start(&self, element: &str) -> Result<(), String>;
+    fn start(&self, element: &str) -> Result<(), ElementError>;
 }
 
 /// The process's real GStreamer registry.
@@ -103,18 +115,11 @@ impl ElementRegistry for GstRegistry {
         })
     }
 
-    fn start(&self, element: &str) -> Result<(), String> {
-        let element = gst::ElementFactory::make(element).build().map_err(|e| e.to_string())?;
+    fn start(&self, element: &str) -> Result<(), ElementError> {
+        let element = gst::ElementFactory::make(element).build().map_err(|e| ElementError::Create(e.to_string()))?;
         let result = element.set_state(gst::State::Paused);
         let _ = element.set_state(gst::State::Null);
-        match result {
-            Ok(_) => Ok(()),
-            Err(_) => {
-                Err("it failed to start (no NVIDIA GPU or driver visible, or the CUDA runtime libcudart.so.13 / NPP \
-                 missing from the library path)"
-                    .to_string())
-            }
-        }
+        result.map(|_| ()).map_err(|_| ElementError::Start)
     }
 }
 
@@ -145,7 +150,7 @@ pub fn check(registry: &dyn ElementRegistry) -> GpuDecodeReport {
     }
     for element in &mut elements {
         if let Err(error) = registry.start(&element.name) {
-            element.error = Some(error);
+            element.error = Some(error.to_string());
         }
     }
     match elements.iter().find(|e| e.error.is_some()) {
@@ -285,10 +290,10 @@ mod tests {
                 filename: None,
             })
         }
-        fn start(&self, element: &str) -> Result<(), String> {
+        fn start(&self, element: &str) -> Result<(), ElementError> {
             self.started.borrow_mut().push(element.to_string());
             if self.broken.contains(&element) {
-                Err("cudaSetDevice failed".into())
+                Err(ElementError::Create("cudaSetDevice failed".into()))
             } else {
                 Ok(())
             }
@@ -324,8 +329,11 @@ mod tests {
 
         let broken = check(&registry(&[GPU_DECODER, GPU_CONVERTER], &[GPU_CONVERTER]));
         assert!(!broken.usable);
-        assert_eq!(broken.reason, "`nvvideoconvert` is registered but unusable: cudaSetDevice failed");
-        assert_eq!(broken.elements[1].error.as_deref(), Some("cudaSetDevice failed"));
+        assert_eq!(
+            broken.reason,
+            "`nvvideoconvert` is registered but unusable: cannot be created: cudaSetDevice failed"
+        );
+        assert_eq!(broken.elements[1].error.as_deref(), Some("cannot be created: cudaSetDevice failed"));
         assert_eq!(broken.elements[0].error, None);
     }
 

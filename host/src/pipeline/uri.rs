@@ -11,6 +11,8 @@ use std::path::PathBuf;
 
 use url::Url;
 
+pub use crate::redact::redact_text;
+
 /// videotestsrc patterns accepted by `test://`.
 pub const TEST_PATTERNS: [&str; 25] = [
     "smpte",
@@ -189,20 +191,6 @@ impl fmt::Debug for SourceUri {
 impl fmt::Display for SourceUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
-    }
-}
-
-/// Redacts a password in URI text that could not be parsed.
-pub fn redact_text(text: &str) -> String {
-    match (text.find("://"), text.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &text[scheme_end + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!("{}{}:***{}", &text[..scheme_end + 3], &userinfo[..colon], &text[at..]),
-                None => text.to_string(),
-            }
-        }
-        _ => text.to_string(),
     }
 }
 

@@ -12,13 +12,9 @@ pub mod component;
 pub mod engine;
 pub mod instance;
 pub mod metrics;
-pub mod reload;
-pub mod replay;
 pub mod sandbox;
 pub mod supervisor;
 pub mod validate;
-pub mod watch;
-pub mod worker;
 
 use std::path::PathBuf;
 

@@ -30,11 +30,12 @@ pub struct SandboxLimits {
 
 impl Default for SandboxLimits {
     fn default() -> Self {
+        use crate::config::defaults;
         SandboxLimits {
-            memory_bytes: 64 << 20,
-            call_timeout: Duration::from_millis(20),
+            memory_bytes: defaults::STRATEGY_MEMORY_MIB << 20,
+            call_timeout: Duration::from_millis(defaults::STRATEGY_CALL_TIMEOUT_MS),
             setup_timeout: Duration::from_secs(2),
-            max_detections: 256,
+            max_detections: defaults::STRATEGY_MAX_DETECTIONS,
             log_lines_per_second: 10,
         }
     }

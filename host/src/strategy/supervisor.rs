@@ -30,7 +30,7 @@ impl Default for RecoveryPolicy {
         RecoveryPolicy {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
-            quarantine_after: 5,
+            quarantine_after: crate::config::defaults::STRATEGY_QUARANTINE_AFTER,
         }
     }
 }

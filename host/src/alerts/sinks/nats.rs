@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::{fill_template, DeliveryConfig, DeliveryError, PayloadFormat, Sink};
 use crate::alerts::alert::Alert;
-use crate::pipeline::uri::redact_text;
+use crate::redact::redact_text;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -16,7 +16,7 @@ use sha2::Sha256;
 
 use super::{DeliveryConfig, DeliveryError, PayloadFormat, Sink};
 use crate::alerts::alert::Alert;
-use crate::pipeline::uri::redact_text;
+use crate::redact::redact_text;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::{DeliveryConfig, DeliveryError, PayloadFormat, Sink};
 use crate::alerts::alert::Alert;
 use crate::alerts::journal::{DeliveryState, DeliveryUpdate, JournalReader};
-use crate::strategy::metrics::Histogram;
+use crate::metrics::Histogram;
 
 /// Per-sink counters for metrics and the exit summary.
 #[derive(Debug, Default)]

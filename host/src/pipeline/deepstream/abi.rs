@@ -1,5 +1,5 @@
 //! `#[repr(C)]` mirrors of DeepStream's metadata structs (x86_64 and
-//! aarch64 lay them out the same), from `shared/design/deepstream-abi.md`.
+//! aarch64 lay them out the same), from `docs/deepstream.md`.
 //!
 //! Only two layouts matter to the reader: `NvDsObjectMeta` grew by 8 bytes
 //! in 9.0 (`NvOSD_RectParams` gained `rotation_angle`), which moved every
@@ -365,7 +365,7 @@ pub struct NvDsDisplayMeta<R> {
 
 #[cfg(test)]
 mod tests {
-    //! Every size and offset stated in `shared/design/deepstream-abi.md` §1.
+    //! Every size and offset stated in `docs/deepstream.md` ("Struct layouts").
     use std::mem::{offset_of, size_of};
 
     use super::*;

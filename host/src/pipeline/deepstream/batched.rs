@@ -20,7 +20,7 @@ use super::reader::BatchReader;
 use super::version::MetaLayout;
 use crate::config::DeepStreamConfig;
 use crate::frame::LabelTable;
-use crate::pipeline::metrics::SourceState;
+use crate::frame::SourceState;
 use crate::pipeline::source::SourceSpec;
 
 #[derive(Debug, thiserror::Error)]

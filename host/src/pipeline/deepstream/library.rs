@@ -98,7 +98,7 @@ impl MetaLibrary {
     pub fn fingerprint(&self) -> Option<Fingerprint> {
         // SAFETY: create/destroy are the library's own pair; the pools are
         // read through the NvDsBatchMeta/NvDsMetaPool prefix that has not
-        // changed from 4.0 to 9.1 (deepstream-abi.md §1).
+        // changed from 4.0 to 9.1 (docs/deepstream.md, "Struct layouts").
         unsafe {
             let batch = (self.create)(1);
             if batch.is_null() {

@@ -7,7 +7,7 @@
 //! metadata libraries at run time; `abi` and `reader` walk `NvDsBatchMeta`
 //! into compact frames; `probe` routes them to the per-source queues;
 //! `select` decides the backend; `batched` runs the pipeline. See
-//! `shared/design/deepstream-abi.md`.
+//! `docs/deepstream.md`.
 
 pub mod abi;
 pub mod batched;

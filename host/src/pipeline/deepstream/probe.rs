@@ -7,27 +7,17 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
 use super::library::MetaLibrary;
 use super::reader::{BatchReader, ReadError};
-use crate::frame::{CompactFrame, LabelTable};
-use crate::pipeline::metrics::SourceMetrics;
-use crate::pipeline::queue::FrameQueue;
+use crate::frame::{LabelTable, SourceOutlet};
 
-/// Where the frames of one muxer pad (`NvDsFrameMeta::source_id`) go.
-pub struct Route {
-    pub source_id: Arc<str>,
-    pub queue: Arc<FrameQueue>,
-    pub metrics: Arc<SourceMetrics>,
-    /// Clock-paced (live) sources drop the oldest queued frame when the
-    /// strategies fall behind; files wait for room, as on the CPU backend.
-    pub paced: bool,
-    pub stop: Arc<AtomicBool>,
-}
+/// Where the frames of one muxer pad (`NvDsFrameMeta::source_id`) go: the
+/// source's outlet, as on the CPU backend.
+pub type Route = SourceOutlet;
 
 /// Muxer pad index -> route.
 #[derive(Default)]
@@ -108,26 +98,12 @@ impl MetaProbe {
                     return;
                 };
                 route.metrics.mark_frame();
-                let mut frame = CompactFrame {
-                    source_id: route.source_id.clone(),
-                    frame_number: u64::try_from(info.frame_num).unwrap_or(0),
-                    pts_ns: info.pts_ns,
-                    width: info.width,
-                    height: info.height,
-                    objects: route.queue.take_buffer(),
-                    captured_at: Instant::now(),
-                };
+                let frame_number = u64::try_from(info.frame_num).unwrap_or(0);
+                let mut frame = route.new_frame(frame_number, info.pts_ns, info.width, info.height);
                 for object in objects {
                     frame.push(object);
                 }
-                route.metrics.objects.fetch_add(objects.len() as u64, Ordering::Relaxed);
-                if route.paced {
-                    if route.queue.push(frame) {
-                        route.metrics.dropped_backlog.fetch_add(1, Ordering::Relaxed);
-                    }
-                } else {
-                    route.queue.push_waiting(frame, &route.stop);
-                }
+                route.deliver(frame);
                 delivered += 1;
             })
         };
@@ -164,8 +140,8 @@ mod tests {
     fn route(id: &str) -> Route {
         Route {
             source_id: Arc::from(id),
-            queue: Arc::new(FrameQueue::new(2)),
-            metrics: Arc::new(SourceMetrics::default()),
+            queue: Arc::new(crate::frame::FrameQueue::new(2)),
+            metrics: Arc::new(crate::frame::SourceMetrics::default()),
             paced: true,
             stop: Arc::new(AtomicBool::new(false)),
         }

@@ -1,7 +1,7 @@
 //! One profile per compatible range of DeepStream releases: which elements
 //! and properties the batched pipeline uses. Data, not code paths: the
 //! builder reads these fields, and the golden tests pin what each profile
-//! produces. Facts from `shared/design/deepstream-abi.md` §3.
+//! produces. Facts from `docs/deepstream.md` ("Pipeline elements by release").
 
 use serde::Serialize;
 

@@ -44,13 +44,12 @@ impl DsVersion {
 
     /// The metadata layout headers of this release declare, if we know it.
     pub fn expected_layout(&self) -> Option<MetaLayout> {
-        match (self.major, self.minor) {
-            (5, _) => Some(MetaLayout::Ds5),
-            (6, _) | (7, 0) | (7, 1) => Some(MetaLayout::Ds6),
-            (8, 0) => Some(MetaLayout::Ds8),
-            (9, _) => Some(MetaLayout::Ds9),
-            _ => None,
-        }
+        LAYOUTS
+            .iter()
+            .find(|fact| {
+                fact.releases.iter().any(|&(major, minor)| self.major == major && minor.is_none_or(|m| m == self.minor))
+            })
+            .map(|fact| fact.layout)
     }
 }
 
@@ -60,7 +59,36 @@ impl fmt::Display for DsVersion {
     }
 }
 
-/// The metadata struct layouts (see `abi`): frame and object meta sizes.
+/// What dshost knows of one metadata layout: its name, the releases that
+/// use it, and the element sizes of its object and frame metas (what the
+/// ABI fingerprint of a real batch meta shows). The one table of these
+/// facts; `docs/deepstream.md` says how to add a release.
+pub struct LayoutFacts {
+    pub layout: MetaLayout,
+    pub name: &'static str,
+    /// (major, minor) releases; `None` = every minor release of `major`.
+    pub releases: &'static [(u32, Option<u32>)],
+    /// `sizeof(NvDsObjectMeta)`, `sizeof(NvDsFrameMeta)`.
+    pub sizes: (u32, u32),
+}
+
+pub const LAYOUTS: [LayoutFacts; 4] = [
+    LayoutFacts { layout: MetaLayout::Ds5, name: "5.x", releases: &[(5, None)], sizes: (544, 192) },
+    LayoutFacts {
+        layout: MetaLayout::Ds6,
+        name: "6.0-7.1",
+        releases: &[(6, None), (7, Some(0)), (7, Some(1))],
+        sizes: (544, 200),
+    },
+    LayoutFacts { layout: MetaLayout::Ds8, name: "8.0", releases: &[(8, Some(0))], sizes: (544, 232) },
+    // 9.x added rotated boxes to the object meta.
+    LayoutFacts { layout: MetaLayout::Ds9, name: "9.x", releases: &[(9, None)], sizes: (552, 232) },
+];
+
+/// DeepStream 4.0's sizes: recognised only to refuse them by name.
+const DS4_SIZES: (u32, u32) = (488, 192);
+
+/// The metadata struct layouts (see `abi` and [`LAYOUTS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum MetaLayout {
     /// 5.0/5.1: object 544, frame 192.
@@ -78,23 +106,18 @@ pub enum MetaLayout {
 }
 
 impl MetaLayout {
+    fn facts(&self) -> &'static LayoutFacts {
+        // Every variant has its row (checked by a test).
+        LAYOUTS.iter().find(|fact| fact.layout == *self).unwrap_or(&LAYOUTS[0])
+    }
+
     pub fn name(&self) -> &'static str {
-        match self {
-            MetaLayout::Ds5 => "5.x",
-            MetaLayout::Ds6 => "6.0-7.1",
-            MetaLayout::Ds8 => "8.0",
-            MetaLayout::Ds9 => "9.x",
-        }
+        self.facts().name
     }
 
     /// (object, frame) meta sizes: what the fingerprint must show.
     pub fn sizes(&self) -> (u32, u32) {
-        match self {
-            MetaLayout::Ds5 => (544, 192),
-            MetaLayout::Ds6 => (544, 200),
-            MetaLayout::Ds8 => (544, 232),
-            MetaLayout::Ds9 => (552, 232),
-        }
+        self.facts().sizes
     }
 
     /// Whether `NvDsObjectMeta` has the 9.x layout (552 bytes).
@@ -125,25 +148,29 @@ pub enum LayoutError {
     )]
     Unsupported4 { object: u32, frame: u32 },
     #[error(
-        "unknown DeepStream metadata layout: object meta {object} bytes, frame meta {frame} bytes (known: 5.x 544/192, \
-         6.0-7.1 544/200, 8.0 544/232, 9.x 552/232); dshost refuses to read it. Use `pipeline.backend: cpu`, \
-         or a dshost release that knows this DeepStream"
+        "unknown DeepStream metadata layout: object meta {object} bytes, frame meta {frame} bytes (known: {}); \
+         dshost refuses to read it. Use `pipeline.backend: cpu`, or a dshost release that knows this DeepStream",
+        known_layouts()
     )]
     Unknown { object: u32, frame: u32 },
+}
+
+/// `5.x 544/192, 6.0-7.1 544/200, ...` for messages.
+fn known_layouts() -> String {
+    LAYOUTS.iter().map(|f| format!("{} {}/{}", f.name, f.sizes.0, f.sizes.1)).collect::<Vec<_>>().join(", ")
 }
 
 impl Fingerprint {
     /// The layout these sizes identify; anything else is refused.
     pub fn layout(&self) -> Result<MetaLayout, LayoutError> {
         let (object, frame) = (self.object_meta_size, self.frame_meta_size);
-        match (object, frame) {
-            (544, 192) => Ok(MetaLayout::Ds5),
-            (544, 200) => Ok(MetaLayout::Ds6),
-            (544, 232) => Ok(MetaLayout::Ds8),
-            (552, 232) => Ok(MetaLayout::Ds9),
-            (488, 192) => Err(LayoutError::Unsupported4 { object, frame }),
-            _ => Err(LayoutError::Unknown { object, frame }),
+        if let Some(fact) = LAYOUTS.iter().find(|fact| fact.sizes == (object, frame)) {
+            return Ok(fact.layout);
         }
+        if (object, frame) == DS4_SIZES {
+            return Err(LayoutError::Unsupported4 { object, frame });
+        }
+        Err(LayoutError::Unknown { object, frame })
     }
 }
 
@@ -350,6 +377,19 @@ mod tests {
     }
 
     #[test]
+    fn every_layout_has_one_row() {
+        for layout in [MetaLayout::Ds5, MetaLayout::Ds6, MetaLayout::Ds8, MetaLayout::Ds9] {
+            assert_eq!(LAYOUTS.iter().filter(|f| f.layout == layout).count(), 1, "{layout:?}");
+        }
+        let message = Fingerprint { object_meta_size: 1, frame_meta_size: 2 }.layout().unwrap_err().to_string();
+        assert!(message.contains("known: 5.x 544/192, 6.0-7.1 544/200, 8.0 544/232, 9.x 552/232"), "{message}");
+        assert_eq!(DsVersion::new(7, 1, 0).expected_layout(), Some(MetaLayout::Ds6));
+        assert_eq!(DsVersion::new(7, 2, 0).expected_layout(), None);
+        assert_eq!(DsVersion::new(9, 1, 0).expected_layout(), Some(MetaLayout::Ds9));
+        assert_eq!(DsVersion::new(8, 1, 0).expected_layout(), None);
+    }
+
+    #[test]
     fn fingerprints() {
         assert_eq!(DS9.layout(), Ok(MetaLayout::Ds9));
         assert_eq!(DS8.layout(), Ok(MetaLayout::Ds8));
@@ -441,7 +481,7 @@ mod tests {
 
     #[test]
     fn fingerprint_contradicting_the_version_is_refused() {
-        // The crash case from deepstream-abi.md: an 8.0 reader on 9.x libraries.
+        // The crash case from docs/deepstream.md: an 8.0 reader on 9.x libraries.
         let inputs = DetectionInputs { version_file: file("8.0.0"), fingerprint: Some(DS9), ..Default::default() };
         let d = inputs.detect();
         assert_eq!(d.version, Some(DsVersion::new(8, 0, 0)));

@@ -8,11 +8,10 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{Outcome, SupervisedInstance};
+use super::finding;
 use crate::alerts::alert::{Alert, Origin};
-use crate::frame::CompactFrame;
-use crate::pipeline::metrics::SourceMetrics;
-use crate::pipeline::queue::FrameQueue;
+use crate::frame::{CompactFrame, FrameQueue, SourceMetrics};
+use crate::strategy::{Outcome, SupervisedInstance};
 
 /// One strategy's instance for this source.
 pub struct StrategySlot {
@@ -34,11 +33,20 @@ pub enum WorkerCommand {
     Remove { name: String },
 }
 
+/// Why a source kept the running version of a strategy at a reload.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HandOverError {
+    #[error("the new version refused the running version's state: {0}")]
+    Refused(String),
+    #[error("the new instance is not running")]
+    NotRunning,
+}
+
 /// What one worker did with an install.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstallOutcome {
     pub source: String,
-    pub result: Result<(), String>,
+    pub result: Result<(), HandOverError>,
 }
 
 pub struct Worker {
@@ -115,7 +123,7 @@ impl Worker {
                 };
                 // The receiver lives as long as the runtime; if it is gone we
                 // are shutting down and there is nobody to tell.
-                let _ = self.alerts.send(Alert::from_detection(detection, origin, now));
+                let _ = self.alerts.send(Alert::from_finding(finding(detection), origin, now));
             }
         }
         self.metrics.strategy_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -128,7 +136,7 @@ impl Worker {
 /// Moves the state of a stateful strategy from the running instance to its
 /// replacement. A running instance that is dead (backing off, quarantined)
 /// has no state to give; the new one starts fresh.
-fn hand_over_state(old: &mut SupervisedInstance, new: &mut SupervisedInstance) -> Result<(), String> {
+fn hand_over_state(old: &mut SupervisedInstance, new: &mut SupervisedInstance) -> Result<(), HandOverError> {
     let Some(old_instance) = old.instance_mut() else {
         return Ok(());
     };
@@ -141,7 +149,8 @@ fn hand_over_state(old: &mut SupervisedInstance, new: &mut SupervisedInstance) -
         }
     };
     match new.instance_mut() {
-        Some(new_instance) => new_instance.load_state(&saved).map_err(|e| e.to_string()),
-        None => Err("the new instance is not running".to_string()),
+        // The call error keeps its text; it is a guest's answer, not a cause chain.
+        Some(new_instance) => new_instance.load_state(&saved).map_err(|e| HandOverError::Refused(e.to_string())),
+        None => Err(HandOverError::NotRunning),
     }
 }

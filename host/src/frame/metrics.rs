@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::strategy::metrics::Histogram;
+use crate::metrics::Histogram;
 
 /// Lifecycle of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,4 +1,7 @@
-//! Watches strategy files (and the config file) and triggers reloads.
+//! Watches strategy files (and the config file) and triggers reloads: a
+//! strategy file change reloads the strategies using it; a config file
+//! change calls the caller's hook (the service applies the file's diff
+//! through its `Control`).
 //!
 //! Parent directories are watched, not the files: editors and build tools
 //! replace files by renaming, which a watch on the file itself would miss.
@@ -15,20 +18,24 @@ use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 
-use super::reload::{Reloader, StrategySpec};
+use super::control::lock_reloader as lock;
+use super::strategies::Reloader;
 
 /// Quiet time that ends a burst of file events.
 const DEBOUNCE: Duration = Duration::from_millis(50);
 /// A burst longer than this is handled anyway.
 const MAX_BURST: Duration = Duration::from_millis(500);
 
-/// Re-reads the config and returns its strategies; errors are printed by the caller.
-pub type ConfigReader = Box<dyn Fn() -> Result<Vec<StrategySpec>, String> + Send>;
+/// The config file to watch, and what to do when it changes.
+pub struct ConfigWatch {
+    pub path: PathBuf,
+    pub on_change: Box<dyn Fn() + Send>,
+}
 
 /// Starts the watcher thread.
 pub fn spawn(
     reloader: Arc<Mutex<Reloader>>,
-    config: Option<(PathBuf, ConfigReader)>,
+    config: Option<ConfigWatch>,
     stop: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, notify::Error> {
     let (sender, events) = channel();
@@ -41,7 +48,8 @@ pub fn spawn(
             }
         }
     })?;
-    let config_path = config.as_ref().map(|(path, _)| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+    let config_path = config.as_ref().map(|c| std::path::absolute(&c.path).unwrap_or_else(|_| c.path.clone()));
+    let on_change = config.map(|c| c.on_change);
     let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
     let mut watch_dirs = move |watcher: &mut notify::RecommendedWatcher, dirs: Vec<PathBuf>| {
         for dir in dirs {
@@ -57,7 +65,6 @@ pub fn spawn(
     if let Some(dir) = config_path.as_ref().and_then(|p| p.parent()) {
         watch_dirs(&mut watcher, vec![dir.to_path_buf()]);
     }
-    let reader = config.map(|(_, reader)| reader);
     std::thread::Builder::new()
         .name("strategy-watch".into())
         .spawn(move || {
@@ -78,20 +85,10 @@ pub fn spawn(
                     }
                 }
                 let config_changed = config_path.as_ref().is_some_and(|p| changed.contains(p));
-                if let (true, Some(reader)) = (config_changed, &reader) {
-                    match reader() {
-                        Ok(specs) => {
-                            tracing::info!("config file changed; applying its strategies section");
-                            let mut reloader = lock(&reloader);
-                            reloader.apply_all(specs);
-                            let dirs = reloader.watched_dirs();
-                            drop(reloader);
-                            watch_dirs(&mut watcher, dirs);
-                        }
-                        Err(errors) => tracing::error!(
-                            "config file changed but is invalid; keeping the running strategies:\n{errors}"
-                        ),
-                    }
+                if let (true, Some(on_change)) = (config_changed, &on_change) {
+                    on_change();
+                    let dirs = lock(&reloader).watched_dirs();
+                    watch_dirs(&mut watcher, dirs);
                     continue;
                 }
                 for path in &changed {
@@ -115,8 +112,4 @@ fn reload_path(reloader: &Arc<Mutex<Reloader>>, path: &Path) {
         }
         let _ = reloader.reload(&name, false);
     }
-}
-
-fn lock(reloader: &Arc<Mutex<Reloader>>) -> std::sync::MutexGuard<'_, Reloader> {
-    reloader.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{ContentHash, LoadError, SandboxLimits, StrategyEngine};
+use super::sources::{Runtime, RuntimeError, StrategyPlan};
 use crate::config::{self, StrategyConfig};
-use crate::pipeline::{Runtime, RuntimeError, StrategyPlan};
+use crate::strategy::{ContentHash, LoadError, SandboxLimits, StrategyEngine};
 
 /// A strategy as configured: where its component is and how it runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,7 +171,7 @@ impl Reloader {
         let outcomes =
             self.runtime.install_strategy(plan).map_err(|error| ReloadError::Install { hash: short, error })?;
         let kept_old: Vec<(String, String)> =
-            outcomes.into_iter().filter_map(|o| o.result.err().map(|reason| (o.source, reason))).collect();
+            outcomes.into_iter().filter_map(|o| o.result.err().map(|reason| (o.source, reason.to_string()))).collect();
         self.running.insert(spec.name.clone(), Running { spec, hash, version: version.clone() });
         Ok(ReloadOutcome::Installed { version, previous: previous_version, elapsed: started.elapsed(), kept_old })
     }

@@ -1,6 +1,8 @@
-//! The running pipeline: sources added and removed at run time, each with
-//! its controller thread (GStreamer pipeline, restarts) and its strategy
-//! worker thread, isolated from every other source.
+//! The running sources: added, changed and removed at run time, each with
+//! its controller thread (GStreamer pipeline, restarts) or its pad in the
+//! shared DeepStream pipeline, its object stage, and its strategy worker
+//! thread, isolated from every other source. Strategy plans are installed
+//! here on every source they apply to.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -9,18 +11,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::controller::run_source;
-use super::cpu::StageContext;
-use super::decode::{self, DecodePath};
-use super::deepstream::batched::DeepStreamPipeline;
-use super::deepstream::probe::Route;
-use super::metrics::{SourceMetrics, SourceSummary};
-use super::queue::FrameQueue;
-use super::source::SourceSpec;
+use super::objects;
+use super::worker::{FrameTap, InstallOutcome, StrategySlot, Worker, WorkerCommand};
 use crate::alerts::Alert;
 use crate::config::{PipelineConfig, RecoveryConfig};
-use crate::frame::LabelTable;
-use crate::strategy::worker::{FrameTap, InstallOutcome, StrategySlot, Worker, WorkerCommand};
+use crate::frame::{FrameQueue, LabelTable, SourceMetrics, SourceOutlet, SourceState, SourceSummary};
+use crate::pipeline::controller::run_source;
+use crate::pipeline::cpu::StageContext;
+use crate::pipeline::decode::{self, DecodePath};
+use crate::pipeline::deepstream::batched::DeepStreamPipeline;
+use crate::pipeline::SourceSpec;
 use crate::strategy::{
     CallError, InstanceSettings, RecoveryPolicy, SandboxLimits, StrategyComponent, StrategyEngine, StrategyMetrics,
     SupervisedInstance,
@@ -53,12 +53,16 @@ pub enum RuntimeError {
     Strategy { strategy: String, source_id: String, error: CallError },
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    #[error("dshost is shutting down")]
+    ShuttingDown,
+    #[error("source `{id}`: {error}")]
+    Uri { id: String, error: crate::pipeline::uri::UriError },
     #[error("GStreamer could not be initialised: {0}")]
     Gstreamer(String),
     #[error("cannot add the source to the DeepStream pipeline: {0}")]
     DeepStream(String),
     #[error(transparent)]
-    Decode(#[from] super::decode::DecodeError),
+    Decode(#[from] decode::DecodeError),
 }
 
 /// Makes the frame tap of a source (given its id).
@@ -66,10 +70,8 @@ type TapFactory = Box<dyn Fn(&str) -> FrameTap + Send + Sync>;
 
 struct SourceHandle {
     spec: SourceSpec,
-    queue: Arc<FrameQueue>,
+    outlet: SourceOutlet,
     commands: Sender<WorkerCommand>,
-    metrics: Arc<SourceMetrics>,
-    stop: Arc<AtomicBool>,
     controller: Option<JoinHandle<()>>,
     worker: Option<JoinHandle<()>>,
     strategy_metrics: Vec<(String, Arc<StrategyMetrics>)>,
@@ -87,11 +89,14 @@ pub struct RuntimeSettings {
 
 pub struct Runtime {
     engine: Arc<StrategyEngine>,
-    settings: RuntimeSettings,
+    /// Replaced by a config change; sources added afterwards use the new one.
+    settings: RwLock<RuntimeSettings>,
     strategies: RwLock<Vec<StrategyPlan>>,
     /// Serializes strategy installs (reloads may come from several places).
     installing: Mutex<()>,
-    alerts: Sender<Alert>,
+    /// Taken at shutdown, so the alert dispatcher sees the end of the stream
+    /// once the workers are gone, whoever still holds the runtime.
+    alerts: Mutex<Option<Sender<Alert>>>,
     run_id: u64,
     sources: Mutex<BTreeMap<String, SourceHandle>>,
     tap_factory: Option<TapFactory>,
@@ -106,8 +111,7 @@ impl Runtime {
         strategies: Vec<StrategyPlan>,
         alerts: Sender<Alert>,
     ) -> Result<Self, RuntimeError> {
-        gstreamer::init().map_err(|e| RuntimeError::Gstreamer(e.to_string()))?;
-        bridge_gstreamer_log();
+        crate::pipeline::init().map_err(|e| RuntimeError::Gstreamer(e.to_string()))?;
         let run_id = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -115,10 +119,10 @@ impl Runtime {
             ^ u64::from(std::process::id()) << 32;
         Ok(Runtime {
             engine,
-            settings,
+            settings: RwLock::new(settings),
             strategies: RwLock::new(strategies),
             installing: Mutex::new(()),
-            alerts,
+            alerts: Mutex::new(Some(alerts)),
             run_id,
             sources: Mutex::new(BTreeMap::new()),
             tap_factory: None,
@@ -146,16 +150,30 @@ impl Runtime {
         self.sources.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The settings sources are started with.
+    pub fn settings(&self) -> RuntimeSettings {
+        self.settings.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Replaces the settings; running sources keep theirs until restarted.
+    pub fn set_settings(&self, settings: RuntimeSettings) {
+        match self.settings.write() {
+            Ok(mut current) => *current = settings,
+            Err(poisoned) => *poisoned.into_inner() = settings,
+        }
+    }
+
     /// Starts a source (and its strategy instances) without touching others.
     pub fn add_source(&self, spec: SourceSpec) -> Result<(), RuntimeError> {
         let id = spec.id.to_string();
         if self.lock().contains_key(&id) {
             return Err(RuntimeError::DuplicateSource(id));
         }
+        let settings = self.settings();
         // Holding the install lock: a strategy reload cannot slip between
         // reading the plans and registering this source.
         let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
-        let choice = spec.decoder.unwrap_or(self.settings.pipeline.decoder);
+        let choice = spec.decoder.unwrap_or(settings.pipeline.decoder);
         let selection = decode::select(&id, choice, &spec.uri, || decode::gpu_decode_report().clone())?;
         match (&selection.fallback, selection.path) {
             (Some(reason), _) => {
@@ -170,20 +188,26 @@ impl Runtime {
         let mut slots = Vec::new();
         let mut strategy_metrics = Vec::new();
         for plan in &plans {
-            let (instance, metrics) = self.instantiate(plan, &spec.id)?;
+            let (instance, metrics) = self.instantiate(plan, &spec.id, &settings)?;
             slots.push(StrategySlot { name: plan.name.clone(), instance });
             strategy_metrics.push((plan.name.clone(), metrics));
         }
+        let Some(alerts) = self.alerts.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return Err(RuntimeError::ShuttingDown);
+        };
         let (commands, command_receiver) = std::sync::mpsc::channel();
-
-        let queue = Arc::new(FrameQueue::new(self.settings.pipeline.queue_depth));
-        let metrics = Arc::new(SourceMetrics::default());
-        let stop = Arc::new(AtomicBool::new(false));
+        let outlet = SourceOutlet {
+            source_id: spec.id.clone(),
+            queue: Arc::new(FrameQueue::new(settings.pipeline.queue_depth)),
+            metrics: Arc::new(SourceMetrics::default()),
+            paced: spec.realtime,
+            stop: Arc::new(AtomicBool::new(false)),
+        };
         let worker = Worker {
-            queue: queue.clone(),
-            metrics: metrics.clone(),
+            queue: outlet.queue.clone(),
+            metrics: outlet.metrics.clone(),
             slots,
-            alerts: self.alerts.clone(),
+            alerts,
             run_id: self.run_id,
             tap: self.tap_factory.as_ref().map(|factory| factory(&id)),
             commands: command_receiver,
@@ -196,32 +220,18 @@ impl Runtime {
         // A source runs either in the shared DeepStream pipeline or in a
         // GStreamer pipeline of its own under a restart controller.
         let started = match &self.deepstream {
-            Some(deepstream) => {
-                let route = Route {
-                    source_id: spec.id.clone(),
-                    queue: queue.clone(),
-                    metrics: metrics.clone(),
-                    paced: spec.realtime,
-                    stop: stop.clone(),
-                };
-                deepstream
-                    .add_source(&spec, route)
-                    .map(|_pad| (None, Some(deepstream.clone())))
-                    .map_err(|error| RuntimeError::DeepStream(error.to_string()))
-            }
+            Some(deepstream) => deepstream
+                .add_source(&spec, outlet.clone())
+                .map(|_pad| (None, Some(deepstream.clone())))
+                .map_err(|error| RuntimeError::DeepStream(error.to_string())),
             None => {
                 let stage = StageContext {
-                    source_id: spec.id.clone(),
-                    queue: queue.clone(),
-                    metrics: metrics.clone(),
-                    labels: self.settings.labels.clone(),
-                    motion: self.settings.pipeline.motion.clone(),
-                    tracker: self.settings.pipeline.tracker.clone(),
+                    outlet: outlet.clone(),
+                    objects: objects::stage_factory(&spec, &settings),
                     frame_counter: Arc::new(AtomicU64::new(0)),
-                    stop: stop.clone(),
                     decode: selection.path,
                 };
-                let (spec, recovery, stop) = (spec.clone(), self.settings.recovery.clone(), stop.clone());
+                let (spec, recovery, stop) = (spec.clone(), settings.recovery.clone(), outlet.stop.clone());
                 std::thread::Builder::new()
                     .name(format!("source-{id}"))
                     .spawn(move || run_source(spec, stage, recovery, stop))
@@ -232,25 +242,26 @@ impl Runtime {
         let (controller, deepstream) = match started {
             Ok(started) => started,
             Err(error) => {
-                queue.close();
+                outlet.queue.close();
                 let _ = worker.join();
                 return Err(error);
             }
         };
         self.lock().insert(
             id,
-            SourceHandle {
-                spec,
-                queue,
-                commands,
-                metrics,
-                stop,
-                controller,
-                worker: Some(worker),
-                strategy_metrics,
-                deepstream,
-            },
+            SourceHandle { spec, outlet, commands, controller, worker: Some(worker), strategy_metrics, deepstream },
         );
+        Ok(())
+    }
+
+    /// Starts every source of `config`, in order; stops at the first that
+    /// cannot start.
+    pub fn add_sources(&self, config: &crate::config::Config) -> Result<(), RuntimeError> {
+        for source in &config.sources {
+            let spec = SourceSpec::from_config(source, config.pipeline.detector)
+                .map_err(|error| RuntimeError::Uri { id: source.id.clone(), error })?;
+            self.add_source(spec)?;
+        }
         Ok(())
     }
 
@@ -259,11 +270,8 @@ impl Runtime {
         self.strategies.read().map(|plans| plans.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    fn policy(&self) -> RecoveryPolicy {
-        RecoveryPolicy {
-            quarantine_after: self.settings.recovery.strategy_quarantine_after,
-            ..RecoveryPolicy::default()
-        }
+    fn policy(settings: &RuntimeSettings) -> RecoveryPolicy {
+        RecoveryPolicy { quarantine_after: settings.recovery.strategy_quarantine_after, ..RecoveryPolicy::default() }
     }
 
     /// A configured instance of `plan` for `source` (instantiate + configure).
@@ -271,19 +279,20 @@ impl Runtime {
         &self,
         plan: &StrategyPlan,
         source: &Arc<str>,
+        settings: &RuntimeSettings,
     ) -> Result<(SupervisedInstance, Arc<StrategyMetrics>), RuntimeError> {
         let metrics = Arc::new(StrategyMetrics::default());
-        let settings = InstanceSettings {
+        let instance_settings = InstanceSettings {
             source_id: source.clone(),
             config_json: plan.config_json.clone(),
-            labels: self.settings.labels.clone(),
+            labels: settings.labels.clone(),
             limits: plan.limits.clone(),
         };
         let instance = SupervisedInstance::start(
             self.engine.clone(),
             plan.component.clone(),
-            settings,
-            self.policy(),
+            instance_settings,
+            Self::policy(settings),
             metrics.clone(),
         )
         .map_err(|error| RuntimeError::Strategy {
@@ -302,15 +311,16 @@ impl Runtime {
     /// refuses the state keeps the old version (reported per source).
     pub fn install_strategy(&self, plan: StrategyPlan) -> Result<Vec<InstallOutcome>, RuntimeError> {
         let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
+        let settings = self.settings();
         let targets: Vec<(Arc<str>, Sender<WorkerCommand>, Arc<FrameQueue>)> = self
             .lock()
             .values()
             .filter(|h| plan.applies_to(&h.spec.id))
-            .map(|h| (h.spec.id.clone(), h.commands.clone(), h.queue.clone()))
+            .map(|h| (h.spec.id.clone(), h.commands.clone(), h.outlet.queue.clone()))
             .collect();
         let mut prepared = Vec::new();
         for (source, commands, queue) in targets {
-            let (instance, metrics) = self.instantiate(&plan, &source)?;
+            let (instance, metrics) = self.instantiate(&plan, &source, &settings)?;
             prepared.push((source, commands, queue, instance, metrics));
         }
         let (reply, replies) = std::sync::mpsc::channel();
@@ -342,7 +352,7 @@ impl Runtime {
         for handle in self.lock().values_mut() {
             if !plan.applies_to(&handle.spec.id) && handle.strategy_metrics.iter().any(|(n, _)| n == &plan.name) {
                 let _ = handle.commands.send(WorkerCommand::Remove { name: plan.name.clone() });
-                handle.queue.wake();
+                handle.outlet.queue.wake();
                 handle.strategy_metrics.retain(|(name, _)| name != &plan.name);
             }
         }
@@ -360,7 +370,7 @@ impl Runtime {
         let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
         for handle in self.lock().values_mut() {
             let _ = handle.commands.send(WorkerCommand::Remove { name: name.to_string() });
-            handle.queue.wake();
+            handle.outlet.queue.wake();
             handle.strategy_metrics.retain(|(n, _)| n != name);
         }
         if let Ok(mut plans) = self.strategies.write() {
@@ -376,7 +386,7 @@ impl Runtime {
 
     /// Every source's counters.
     pub fn source_metrics(&self) -> Vec<(String, Arc<SourceMetrics>)> {
-        self.lock().iter().map(|(id, h)| (id.clone(), h.metrics.clone())).collect()
+        self.lock().iter().map(|(id, h)| (id.clone(), h.outlet.metrics.clone())).collect()
     }
 
     /// Ids of the running sources.
@@ -386,11 +396,11 @@ impl Runtime {
 
     /// Whether every source has ended (files done, sources failed for good).
     pub fn all_ended(&self) -> bool {
-        self.lock().values().all(|h| h.metrics.state().is_final())
+        self.lock().values().all(|h| h.outlet.metrics.state().is_final())
     }
 
     pub fn summaries(&self) -> Vec<SourceSummary> {
-        self.lock().values().map(|h| h.metrics.snapshot(&h.spec.id, &h.spec.uri.redacted())).collect()
+        self.lock().values().map(|h| h.outlet.metrics.snapshot(&h.spec.id, &h.spec.uri.redacted())).collect()
     }
 
     /// Per (source, strategy) metrics.
@@ -406,9 +416,13 @@ impl Runtime {
     /// Stops every source, lets workers drain what was accepted, and returns
     /// the final summaries.
     pub fn shutdown(&self) -> Vec<SourceSummary> {
+        // No source can be added from here on (adding holds this lock).
+        let installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
+        self.alerts.lock().unwrap_or_else(|p| p.into_inner()).take();
         let handles: Vec<SourceHandle> = std::mem::take(&mut *self.lock()).into_values().collect();
+        drop(installing);
         for handle in &handles {
-            handle.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            handle.outlet.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let summaries = handles.into_iter().map(finish).collect();
         if let Some(deepstream) = &self.deepstream {
@@ -419,13 +433,13 @@ impl Runtime {
 }
 
 fn finish(mut handle: SourceHandle) -> SourceSummary {
-    handle.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    handle.outlet.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(deepstream) = handle.deepstream.take() {
         deepstream.remove_source(&handle.spec.id);
         // No controller closes the queue here: close it so the worker drains and ends.
-        handle.queue.close();
-        if handle.metrics.state() == super::metrics::SourceState::Running {
-            handle.metrics.set_state(super::metrics::SourceState::Stopped);
+        handle.outlet.queue.close();
+        if handle.outlet.metrics.state() == SourceState::Running {
+            handle.outlet.metrics.set_state(SourceState::Stopped);
         }
     }
     if let Some(controller) = handle.controller.take() {
@@ -434,35 +448,5 @@ fn finish(mut handle: SourceHandle) -> SourceSummary {
     if let Some(worker) = handle.worker.take() {
         let _ = worker.join();
     }
-    handle.metrics.snapshot(&handle.spec.id, &handle.spec.uri.redacted())
-}
-
-/// Sends GStreamer's own debug log (its threshold set by `GST_DEBUG`, errors
-/// only by default) to `tracing`, target `gstreamer`, instead of stderr.
-fn bridge_gstreamer_log() {
-    use gstreamer::DebugLevel;
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        gstreamer::log::remove_default_log_function();
-        gstreamer::log::add_log_function(|category, level, file, function, line, object, message| {
-            let Some(text) = message.get() else { return };
-            let object = object.map(|o| o.to_string()).unwrap_or_default();
-            let (category, file, function) = (category.name(), file.as_str(), function.as_str());
-            match level {
-                DebugLevel::Error => {
-                    tracing::error!(target: "gstreamer", category, object, file, function, line, "{text}")
-                }
-                DebugLevel::Warning => {
-                    tracing::warn!(target: "gstreamer", category, object, file, function, line, "{text}")
-                }
-                DebugLevel::Fixme | DebugLevel::Info => {
-                    tracing::info!(target: "gstreamer", category, object, file, function, line, "{text}")
-                }
-                DebugLevel::Debug => {
-                    tracing::debug!(target: "gstreamer", category, object, file, function, line, "{text}")
-                }
-                _ => tracing::trace!(target: "gstreamer", category, object, file, function, line, "{text}"),
-            }
-        });
-    });
+    handle.outlet.metrics.snapshot(&handle.spec.id, &handle.spec.uri.redacted())
 }

@@ -6,13 +6,14 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{
-    CallError, ErrorKind, InstanceSettings, Outcome, RecoveryPolicy, SandboxLimits, StrategyComponent, StrategyEngine,
-    StrategyMetrics, SupervisedInstance,
-};
+use super::finding;
 use crate::alerts::alert::{Alert, Origin};
 use crate::frame::jsonl::FrameLine;
 use crate::frame::LabelTable;
+use crate::strategy::{
+    CallError, ErrorKind, InstanceSettings, Outcome, RecoveryPolicy, SandboxLimits, StrategyComponent, StrategyEngine,
+    StrategyMetrics, SupervisedInstance,
+};
 
 /// Settings of a replay.
 #[derive(Debug, Clone)]
@@ -95,7 +96,7 @@ pub fn replay(
                         index,
                         run: 0,
                     };
-                    writeln!(out, "{}", Alert::from_detection(detection, origin, now).to_json_line())?;
+                    writeln!(out, "{}", Alert::from_finding(finding(detection), origin, now).to_json_line())?;
                     summary.detections += 1;
                 }
             }

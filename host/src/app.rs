@@ -1,0 +1,93 @@
+//! A whole running dshost: the service (sources, strategies, alerts; see
+//! `runtime`) and, when configured, its HTTP surface (metrics, health,
+//! control API). What `dshost run` starts, and what the end-to-end tests
+//! start the same way.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::ops::http::{ApiState, HttpError, HttpServer};
+use crate::runtime::{RunSummary, Service, ServiceError, ServiceOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("`{0}` is not a listen address like 127.0.0.1:9464")]
+    Address(String),
+}
+
+/// Where to serve HTTP, if anywhere: `override_address` (`--http`) wins over
+/// `monitoring.http.address`; the token comes from the config.
+pub fn http_settings(
+    config: &Config,
+    override_address: Option<&str>,
+) -> Result<Option<(SocketAddr, Option<String>)>, AppError> {
+    let configured = config.monitoring.http.as_ref();
+    let address = match (override_address, configured) {
+        (Some(address), _) => address.to_string(),
+        (None, Some(http)) => http.address.clone(),
+        (None, None) => return Ok(None),
+    };
+    let parsed = address.parse().map_err(|_| AppError::Address(address.clone()))?;
+    let token = configured.and_then(|h| h.token.clone()).filter(|t| !t.is_empty());
+    Ok(Some((parsed, token)))
+}
+
+pub struct App {
+    service: Service,
+    http: Option<HttpServer>,
+}
+
+impl App {
+    /// Starts the service, then the HTTP server when `http` says where.
+    pub fn start(
+        config: Config,
+        options: ServiceOptions,
+        http: Option<(SocketAddr, Option<String>)>,
+    ) -> Result<App, AppError> {
+        let service = Service::start(config, options)?;
+        let http = match http {
+            None => None,
+            Some((address, token)) => {
+                let state = ApiState {
+                    control: service.control().clone(),
+                    alerts: service.alert_stats().clone(),
+                    token: token.map(Arc::from),
+                };
+                match HttpServer::start(address, state) {
+                    Ok(server) => Some(server),
+                    Err(error) => {
+                        service.shutdown();
+                        return Err(error.into());
+                    }
+                }
+            }
+        };
+        Ok(App { service, http })
+    }
+
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// The HTTP server's bound address (with the port a `:0` got).
+    pub fn http_address(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|h| h.address)
+    }
+
+    /// Whether the control API is on: then dshost keeps serving when every
+    /// source has ended (sources can be added again).
+    pub fn serves_api(&self) -> bool {
+        self.http.is_some()
+    }
+
+    /// Stops the HTTP server, then the service; what the run did.
+    pub fn shutdown(mut self) -> RunSummary {
+        drop(self.http.take());
+        self.service.shutdown()
+    }
+}
