@@ -37,6 +37,7 @@ fn alert(strategy: &str, frame: u64, pattern: &str, object_id: Option<u64>, conf
         object_id,
         level: AlertLevel::Medium,
         attributes: BTreeMap::new(),
+        snapshot: None,
     }
 }
 
@@ -57,6 +58,7 @@ fn start(alerts_yaml: &str, journal: &Path) -> Running {
     .unwrap_or_else(|e| panic!("{e}"));
     let stats = Arc::new(AlertStats::default());
     let settings = DispatcherSettings {
+        snapshots: None,
         throttle: Throttle::new(config.alerts.throttle.clone(), config.alerts.strategies.clone()),
         journal: config.alerts.journal.clone(),
         journal_path: journal.to_path_buf(),

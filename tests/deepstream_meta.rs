@@ -319,6 +319,7 @@ fn strategy_receives_exactly_the_objects_written_by_the_real_library() {
                 metrics,
                 paced: false,
                 stop: Arc::new(AtomicBool::new(false)),
+                ring: None,
             },
         );
         queues.push(queue);

@@ -272,6 +272,7 @@ fn sources_are_added_and_removed_at_run_time_without_disturbing_others() {
         pipeline: PipelineConfig::default(),
         recovery: RecoveryConfig::default(),
         labels: Arc::new(LabelTable::coco()),
+        rings: None,
     };
     let runtime = Runtime::new(common::engine(), settings, Vec::new(), sender).unwrap();
     let spec = |id: &str| {

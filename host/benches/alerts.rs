@@ -43,6 +43,7 @@ fn alert(n: u64) -> Alert {
         object_id: Some(n),
         level: AlertLevel::Medium,
         attributes: Default::default(),
+        snapshot: None,
     }
 }
 
@@ -217,6 +218,7 @@ fn dispatcher(
         }
     }
     let settings = DispatcherSettings {
+        snapshots: None,
         throttle: Throttle::new(Default::default(), Default::default()),
         journal: JournalConfig { enabled: journal, ..Default::default() },
         journal_path: dir.join(format!("alerts-{}.db", fastrand::u32(..))),

@@ -76,6 +76,7 @@ fn main() -> anyhow::Result<()> {
         pipeline: PipelineConfig::default(),
         recovery: RecoveryConfig::default(),
         labels: Arc::new(LabelTable::coco()),
+        rings: None,
     };
     let runtime = Arc::new(Runtime::new(engine.clone(), settings, Vec::new(), sender)?);
     let dir = tempfile::tempdir()?;

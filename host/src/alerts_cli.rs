@@ -79,7 +79,8 @@ fn print(entries: &[JournalEntry], json: bool) -> Result<()> {
                     format!("{sink}={}{attempts}", d.state.as_str())
                 })
                 .collect();
-            writeln!(out, "#{} {} | {}", entry.seq, readable(&entry.alert), states.join(" "))?;
+            let snapshot = entry.alert.snapshot.as_ref().map(|s| format!(" | snapshot {}", s.path)).unwrap_or_default();
+            writeln!(out, "#{} {} | {}{snapshot}", entry.seq, readable(&entry.alert), states.join(" "))?;
         }
     }
     out.flush()?;

@@ -55,6 +55,8 @@ impl App {
             Some((address, token)) => {
                 let state = ApiState {
                     control: service.control().clone(),
+                    snapshot_dir: service.snapshot_dir().to_path_buf(),
+                    rings: service.rings().cloned(),
                     alerts: service.alert_stats().clone(),
                     token: token.map(Arc::from),
                 };

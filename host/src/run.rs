@@ -167,6 +167,7 @@ pub fn record(args: &RecordArgs) -> Result<ExitCode> {
         pipeline: config.pipeline.clone(),
         recovery: config.recovery.clone(),
         labels: labels.clone(),
+        rings: None,
     };
     let tap_out = out.clone();
     let runtime = Runtime::new(engine, settings, Vec::new(), sender)?.with_frame_tap(move |_source| {

@@ -5,7 +5,8 @@
 //!   "pattern":"person","confidence":0.92,"bbox":{"left":100,"top":50,"width":40,"height":120},
 //!   "object_id":7,"level":"medium"}`
 //!
-//! `attributes` is added when the strategy set any.
+//! `attributes` is added when the strategy set any, and `snapshot`
+//! (`{"path","sha256","width","height","crop"}`) when a picture was taken.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -60,6 +61,10 @@ pub struct Alert {
     pub level: AlertLevel,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
+    /// The picture of the frame the detection came from (when snapshots are
+    /// on and one was taken); added once it is encoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<super::snapshot::Snapshot>,
 }
 
 /// What a strategy found, as the alert stage takes it (validated by the
@@ -105,6 +110,7 @@ impl Alert {
             object_id: finding.object_id,
             level: finding.level,
             attributes: finding.attributes.into_iter().collect(),
+            snapshot: None,
         }
     }
 

@@ -23,7 +23,9 @@ use super::alert::Alert;
 use super::journal::{DeliveryUpdate, Journal, JournalConfig, JournalError};
 use super::sinks::worker_settings;
 use super::sinks::{SinkConfig, SinkHandle};
+use super::snapshot::{Snapshot, SnapshotConfig, SnapshotJob, SnapshotPool, SnapshotSlot};
 use super::{AlertStats, Throttle, ThrottleConfig};
+use crate::frame::ring::Rings;
 
 /// How often retention runs, and how often a journal that failed to open
 /// is tried again.
@@ -32,8 +34,19 @@ const REOPEN_EVERY: Duration = Duration::from_secs(15);
 /// Alerts taken from the channel into one journal transaction.
 const MAX_BATCH: usize = 512;
 
+/// Where snapshots come from and go.
+pub struct SnapshotSettings {
+    pub config: SnapshotConfig,
+    /// `<data-dir>/snapshots`.
+    pub dir: PathBuf,
+    /// Every source's ring of recent frames.
+    pub rings: Arc<Rings>,
+}
+
 pub struct DispatcherSettings {
     pub throttle: Throttle,
+    /// `None`: no snapshots.
+    pub snapshots: Option<SnapshotSettings>,
     pub journal: JournalConfig,
     /// The resolved journal file.
     pub journal_path: PathBuf,
@@ -55,6 +68,8 @@ pub enum DispatchError {
     UnknownSink(String),
     #[error("the alert dispatcher has stopped")]
     Stopped,
+    #[error("cannot start the snapshot encoders under {dir}: {source}")]
+    Snapshots { dir: PathBuf, source: std::io::Error },
 }
 
 /// A change for the running dispatcher.
@@ -137,6 +152,10 @@ pub struct Dispatcher {
     command_sender: Sender<Command>,
     stats: Arc<AlertStats>,
     shutdown_grace: Duration,
+    snapshots: Option<(SnapshotPool, Arc<Rings>)>,
+    snapshot_dir: Option<PathBuf>,
+    snapshot_wait: Duration,
+    snapshots_done: Receiver<(i64, Snapshot)>,
 }
 
 impl Dispatcher {
@@ -146,6 +165,17 @@ impl Dispatcher {
     pub fn start(settings: DispatcherSettings, stats: Arc<AlertStats>) -> Result<Dispatcher, DispatchError> {
         let (update_sender, updates) = std::sync::mpsc::channel();
         let (command_sender, commands) = std::sync::mpsc::channel();
+        let (snapshot_sender, snapshots_done) = std::sync::mpsc::channel();
+        let snapshot_dir = settings.snapshots.as_ref().map(|s| s.dir.clone());
+        let snapshot_wait = Duration::from_millis(settings.snapshots.as_ref().map_or(0, |s| s.config.wait_ms));
+        let snapshots = match settings.snapshots {
+            Some(s) if s.config.enabled => {
+                let pool = SnapshotPool::start(&s.config, s.dir.clone(), snapshot_sender, stats.snapshots.clone())
+                    .map_err(|source| DispatchError::Snapshots { dir: s.dir.clone(), source })?;
+                Some((pool, s.rings))
+            }
+            _ => None,
+        };
         let mut built = Vec::new();
         for config in &settings.sinks {
             let sink = config.build().map_err(|message| DispatchError::Sink { name: config.name(), message })?;
@@ -168,6 +198,10 @@ impl Dispatcher {
             command_sender,
             stats,
             shutdown_grace: settings.shutdown_grace,
+            snapshots,
+            snapshot_dir,
+            snapshot_wait,
+            snapshots_done,
         };
         if settings.journal.enabled {
             dispatcher.open_journal();
@@ -181,9 +215,12 @@ impl Dispatcher {
         }
         let journal_for_sinks = dispatcher.journal_for_sinks();
         for (config, sink) in built {
-            let handle =
-                SinkHandle::spawn(sink, worker_settings(config, journal_for_sinks.clone()), update_sender.clone())
-                    .map_err(|source| DispatchError::Thread { name: config.name(), source })?;
+            let handle = SinkHandle::spawn(
+                sink,
+                worker_settings(config, journal_for_sinks.clone(), dispatcher.snapshot_wait),
+                update_sender.clone(),
+            )
+            .map_err(|source| DispatchError::Thread { name: config.name(), source })?;
             dispatcher.sinks.push(handle);
         }
         dispatcher.publish_sinks();
@@ -271,9 +308,12 @@ impl Dispatcher {
             return Err(DispatchError::DuplicateSink(name));
         }
         let sink = config.build().map_err(|message| DispatchError::Sink { name: name.clone(), message })?;
-        let handle =
-            SinkHandle::spawn(sink, worker_settings(config, self.journal_for_sinks()), self.update_sender.clone())
-                .map_err(|source| DispatchError::Thread { name: name.clone(), source })?;
+        let handle = SinkHandle::spawn(
+            sink,
+            worker_settings(config, self.journal_for_sinks(), self.snapshot_wait),
+            self.update_sender.clone(),
+        )
+        .map_err(|source| DispatchError::Thread { name: name.clone(), source })?;
         self.sinks.push(handle);
         self.sink_names.push(name.clone());
         self.publish_sinks();
@@ -312,7 +352,7 @@ impl Dispatcher {
                     total += count;
                     let now = Instant::now();
                     for (seq, alert) in rows {
-                        sink.push(Some(seq), Arc::new(alert), now);
+                        sink.push(Some(seq), Arc::new(alert), None, now);
                     }
                     // The rest stays in the journal; the sink reads it in order.
                     sink.divert_up_to(last);
@@ -357,6 +397,7 @@ impl Dispatcher {
                 self.stats.set_suppressed(*reason, *count);
             }
             self.apply_updates();
+            self.apply_snapshots();
             self.apply_commands();
             if self.last_maintenance.elapsed() >= MAINTENANCE_EVERY {
                 self.maintain();
@@ -364,6 +405,8 @@ impl Dispatcher {
         }
         let rest = self.throttle.drain();
         self.dispatch(rest, Instant::now());
+        // The encoders finish what is queued, so sinks waiting for pictures get them.
+        drop(self.snapshots.take());
         for sink in &self.sinks {
             sink.close(self.shutdown_grace);
         }
@@ -371,6 +414,7 @@ impl Dispatcher {
             sink.join();
         }
         self.apply_updates();
+        self.apply_snapshots();
         self.stats.emitted.load(Ordering::Relaxed)
     }
 
@@ -404,9 +448,40 @@ impl Dispatcher {
             None => vec![None; admitted.len()],
         };
         for (alert, seq) in admitted.into_iter().zip(seqs) {
+            let slot = self.snapshot(&alert, seq);
             let alert = Arc::new(alert);
             for sink in &self.sinks {
-                sink.push(seq, alert.clone(), received);
+                sink.push(seq, alert.clone(), slot.clone(), received);
+            }
+        }
+    }
+
+    /// Queues the alert's snapshot, if its frame is still in its source's
+    /// ring and an encoder has room; never waits.
+    fn snapshot(&self, alert: &Alert, seq: Option<i64>) -> Option<Arc<SnapshotSlot>> {
+        let (pool, rings) = self.snapshots.as_ref()?;
+        let Some(frame) = rings.get(&alert.source).and_then(|ring| ring.find(alert.frame)) else {
+            pool.stats.skipped_no_frame.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        pool.submit(SnapshotJob {
+            seq,
+            alert_id: alert.id.clone(),
+            frame,
+            bbox: alert.bbox,
+            label: alert.pattern.clone(),
+            confidence: alert.confidence,
+        })
+    }
+
+    /// Writes finished snapshots into their alerts' journal rows.
+    fn apply_snapshots(&mut self) {
+        let done: Vec<(i64, Snapshot)> = self.snapshots_done.try_iter().collect();
+        let Some(journal) = self.journal.as_mut() else { return };
+        for (seq, snapshot) in done {
+            if let Err(error) = journal.set_snapshot(seq, &snapshot) {
+                self.journal_failed(&error);
+                return;
             }
         }
     }
@@ -429,6 +504,11 @@ impl Dispatcher {
         let Some(journal) = self.journal.as_mut() else { return };
         match journal.trim() {
             Ok(trimmed) => {
+                if let Some(dir) = &self.snapshot_dir {
+                    for id in &trimmed.ids {
+                        super::snapshot::remove(dir, id);
+                    }
+                }
                 if trimmed.undelivered > 0 {
                     self.stats.trimmed_undelivered.fetch_add(trimmed.undelivered, Ordering::Relaxed);
                     tracing::warn!(

@@ -121,12 +121,14 @@ pub struct DeliveryUpdate {
 }
 
 /// What retention removed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Trimmed {
     pub expired: u64,
     /// Removed for size; `undelivered` of them had not reached every sink.
     pub for_size: u64,
     pub undelivered: u64,
+    /// Ids of the alerts removed (their snapshots go with them).
+    pub ids: Vec<String>,
 }
 
 fn now_ms() -> i64 {
@@ -382,10 +384,9 @@ impl Journal {
     pub fn trim(&mut self) -> Result<Trimmed, JournalError> {
         let mut trimmed = Trimmed::default();
         let cutoff = now_ms() - self.max_age.as_millis() as i64;
-        trimmed.expired = self
-            .conn
-            .execute("DELETE FROM alerts WHERE created_ms < ?1", params![cutoff])
-            .map_err(|e| classify(&self.path, e))? as u64;
+        let expired = self.delete_returning_ids("DELETE FROM alerts WHERE created_ms < ?1 RETURNING id", cutoff)?;
+        trimmed.expired = expired.len() as u64;
+        trimmed.ids.extend(expired);
         for _ in 0..64 {
             if self.used_bytes()? <= self.max_bytes {
                 break;
@@ -408,20 +409,42 @@ impl Journal {
                     |r| r.get(0),
                 )
                 .map_err(|e| classify(&self.path, e))?;
-            let removed = self
-                .conn
-                .execute(
-                    "DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts ORDER BY seq LIMIT ?1)",
-                    params![batch],
-                )
-                .map_err(|e| classify(&self.path, e))?;
-            trimmed.for_size += removed as u64;
+            let removed = self.delete_returning_ids(
+                "DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts ORDER BY seq LIMIT ?1) RETURNING id",
+                batch,
+            )?;
+            trimmed.for_size += removed.len() as u64;
+            trimmed.ids.extend(removed);
             trimmed.undelivered += undelivered as u64;
         }
         if trimmed.expired + trimmed.for_size > 0 {
             self.conn.execute_batch("PRAGMA incremental_vacuum;").map_err(|e| classify(&self.path, e))?;
         }
         Ok(trimmed)
+    }
+
+    fn delete_returning_ids(&self, sql: &str, value: i64) -> Result<Vec<String>, JournalError> {
+        let mut statement = self.conn.prepare(sql).map_err(|e| classify(&self.path, e))?;
+        let ids = statement
+            .query_map(params![value], |row| row.get::<_, String>(0))
+            .map_err(|e| classify(&self.path, e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| classify(&self.path, e))?;
+        Ok(ids)
+    }
+
+    /// Adds an alert's snapshot to its journaled JSON (it is encoded after
+    /// the alert was written).
+    pub fn set_snapshot(&mut self, seq: i64, snapshot: &super::snapshot::Snapshot) -> Result<(), JournalError> {
+        let json = serde_json::to_string(snapshot).unwrap_or_default();
+        self.conn
+            .execute(
+                "UPDATE alerts SET json = json_set(json, '$.snapshot', json(?1)) WHERE seq = ?2",
+                params![json, seq],
+            )
+            .map_err(|e| classify(&self.path, e))?;
+        self.wrote();
+        Ok(())
     }
 
     /// Bytes in use (pages minus free pages).
@@ -651,6 +674,7 @@ mod tests {
             object_id: Some(n),
             level: AlertLevel::Medium,
             attributes: Default::default(),
+            snapshot: None,
         }
     }
 

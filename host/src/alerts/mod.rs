@@ -6,10 +6,11 @@ pub mod alert;
 pub mod dispatch;
 pub mod journal;
 pub mod sinks;
+pub mod snapshot;
 pub mod throttle;
 
 pub use alert::{Alert, AlertBox, AlertLevel};
-pub use dispatch::{DispatchControl, DispatchError, Dispatcher, DispatcherSettings};
+pub use dispatch::{DispatchControl, DispatchError, Dispatcher, DispatcherSettings, SnapshotSettings};
 pub use journal::{JournalConfig, JournalError};
 pub use sinks::{SinkConfig, SinkStats};
 pub use throttle::{Suppression, Throttle, ThrottleConfig};
@@ -33,6 +34,8 @@ pub struct AlertStats {
     pub replayed: AtomicU64,
     /// Removed by retention before every sink had them.
     pub trimmed_undelivered: AtomicU64,
+    /// Snapshots written, skipped and failed.
+    pub snapshots: Arc<snapshot::SnapshotStats>,
     /// One entry per running sink (sinks come and go with config changes).
     sinks: RwLock<Vec<Arc<SinkStats>>>,
 }

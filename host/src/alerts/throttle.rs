@@ -284,6 +284,7 @@ mod tests {
             object_id,
             level: AlertLevel::Medium,
             attributes: BTreeMap::new(),
+            snapshot: None,
         }
     }
 

@@ -87,6 +87,7 @@ impl ConfigDiff {
         restart("pipeline.backend", a.backend != b.backend);
         restart("pipeline.deepstream", a.deepstream != b.deepstream);
         restart("alerts.journal", old.alerts.journal != new.alerts.journal);
+        restart("alerts.snapshots", old.alerts.snapshots != new.alerts.snapshots);
         restart("monitoring.http", old.monitoring.http != new.monitoring.http);
         let mut source_setting = |path: &str, changed: bool| {
             if changed {

@@ -349,6 +349,9 @@ fn validate(config: &Config, collector: &mut Collector) {
             );
         }
     }
+    for (field, problem) in config.alerts.snapshots.validate() {
+        collector.push(format!("alerts.snapshots.{field}"), problem);
+    }
     let journal = &config.alerts.journal;
     if journal.max_mib == 0 {
         collector.push("alerts.journal.max_mib", "must be at least 1");

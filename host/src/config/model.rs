@@ -44,6 +44,9 @@ pub struct AlertsConfig {
     /// Where alerts go; empty = readable lines on stdout.
     #[serde(default)]
     pub sinks: Vec<crate::alerts::SinkConfig>,
+    /// A picture of each alert's frame (and a crop of the object).
+    #[serde(default)]
+    pub snapshots: crate::alerts::snapshot::SnapshotConfig,
     /// At exit, how long sinks may keep delivering what they hold; the rest
     /// stays pending in the journal for the next start.
     #[serde(default = "AlertsConfig::default_shutdown_grace")]
@@ -57,6 +60,7 @@ impl Default for AlertsConfig {
             strategies: Default::default(),
             journal: Default::default(),
             sinks: Vec::new(),
+            snapshots: Default::default(),
             shutdown_grace_seconds: Self::default_shutdown_grace(),
         }
     }

@@ -13,6 +13,7 @@ pub mod labels;
 pub mod metrics;
 pub mod outlet;
 pub mod queue;
+pub mod ring;
 pub mod roi;
 pub mod stage;
 

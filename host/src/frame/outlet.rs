@@ -21,6 +21,8 @@ pub struct SourceOutlet {
     pub paced: bool,
     /// Set when the source is being stopped.
     pub stop: Arc<AtomicBool>,
+    /// Recent frames kept for snapshots and thumbnails, when on.
+    pub ring: Option<Arc<super::ring::FrameRing>>,
 }
 
 impl SourceOutlet {
@@ -68,6 +70,7 @@ mod tests {
             metrics: Arc::new(SourceMetrics::default()),
             paced,
             stop: Arc::new(AtomicBool::new(false)),
+            ring: None,
         }
     }
 

@@ -25,6 +25,10 @@ use crate::runtime::strategies::ReloadOutcome;
 #[derive(Clone)]
 pub struct ApiState {
     pub control: Arc<Control>,
+    /// Where alert snapshots are (`<data-dir>/snapshots`).
+    pub snapshot_dir: std::path::PathBuf,
+    /// Every source's recent frames (live thumbnails), when snapshots are on.
+    pub rings: Option<Arc<crate::frame::ring::Rings>>,
     /// Alert counters (emitted, suppressed by reason).
     pub alerts: Arc<crate::alerts::AlertStats>,
     /// Bearer token required on `/metrics` and `/v1` when set.
@@ -211,6 +215,46 @@ async fn reload_strategy(State(state): State<ApiState>, Path(name): Path<String>
     }
 }
 
+fn jpeg(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "no-store")], bytes).into_response()
+}
+
+/// `GET /v1/alerts/{id}/snapshot.jpg` and `/crop.jpg`.
+async fn alert_picture(State(state): State<ApiState>, Path((id, file)): Path<(String, String)>) -> Response {
+    let Some((full, crop)) = crate::alerts::snapshot::paths(&state.snapshot_dir, &id) else {
+        return error(StatusCode::NOT_FOUND, format!("`{id}` is not an alert id"), Some("id"));
+    };
+    let path = match file.as_str() {
+        "snapshot.jpg" => full,
+        "crop.jpg" => crop,
+        _ => return error(StatusCode::NOT_FOUND, "alert pictures are snapshot.jpg and crop.jpg", None),
+    };
+    match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
+        Ok(Ok(bytes)) => jpeg(bytes),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            format!("alert `{id}` has no {file} (no snapshot was taken, or retention removed it)"),
+            Some("id"),
+        ),
+    }
+}
+
+/// `GET /v1/sources/{id}/thumbnail.jpg`: the source's newest frame.
+async fn thumbnail(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    let Some(rings) = state.rings.clone() else {
+        return error(StatusCode::NOT_FOUND, "thumbnails need `alerts.snapshots.enabled: true`", None);
+    };
+    let frame = rings.get(&id).and_then(|ring| ring.latest());
+    let Some(frame) = frame else {
+        return error(StatusCode::NOT_FOUND, format!("source `{id}` has no frame yet (or does not exist)"), Some("id"));
+    };
+    match tokio::task::spawn_blocking(move || crate::alerts::snapshot::thumbnail(&frame, 320, 70)).await {
+        Ok(Ok(bytes)) => jpeg(bytes),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    }
+}
+
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     if let Some(token) = &state.token {
         let presented = request
@@ -237,6 +281,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/strategies", get(list_strategies))
         .route("/v1/strategies/{name}/reload", post(reload_strategy))
         .route("/v1/config/reload", post(reload_config))
+        .route("/v1/alerts/{id}/{file}", get(alert_picture))
+        .route("/v1/sources/{id}/thumbnail.jpg", get(thumbnail))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).merge(protected).with_state(state)
 }

@@ -232,6 +232,22 @@ pub fn render(
         e.family("dshost_process_cpu_seconds_total", "counter", "CPU time used by the dshost process.");
         e.sample("dshost_process_cpu_seconds_total", &[], cpu);
     }
+    e.family("dshost_snapshots_total", "counter", "Alert snapshots by result.");
+    let snapshots = &alerts.snapshots;
+    for (result, counter) in [
+        ("written", &snapshots.written),
+        ("skipped_busy", &snapshots.skipped_busy),
+        ("skipped_no_frame", &snapshots.skipped_no_frame),
+        ("failed", &snapshots.failed),
+    ] {
+        e.sample("dshost_snapshots_total", &[("result", result)], counter.load(Ordering::Relaxed) as f64);
+    }
+    e.family(
+        "dshost_snapshots_evicted_total",
+        "counter",
+        "Snapshot files removed to stay under alerts.snapshots.max_mib.",
+    );
+    e.sample("dshost_snapshots_evicted_total", &[], snapshots.evicted.load(Ordering::Relaxed) as f64);
     if let Some(counters) = config_reloads {
         e.family(
             "dshost_config_reloads_total",

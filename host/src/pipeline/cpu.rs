@@ -32,6 +32,7 @@ use super::scene::Scene;
 use super::source::SourceSpec;
 use super::uri::SourceUri;
 use crate::config::RtspTransport;
+use crate::frame::ring::RingFrame;
 use crate::frame::{ImageRequest, SourceMetrics, SourceOutlet, StageFactory};
 
 /// Formats whose plane 0 is 8-bit luma at full resolution.
@@ -56,6 +57,9 @@ pub struct StageContext {
     pub frame_counter: Arc<AtomicU64>,
     /// How compressed video is decoded (chosen once, when the source is added).
     pub decode: DecodePath,
+    /// Where the pipeline scales frames down (GPU decode), at least this
+    /// wide (frames kept for snapshots); 0 = the analysis size alone.
+    pub min_width: u32,
 }
 
 fn make(element: &'static str, package: &'static str) -> Result<gst::Element, BuildError> {
@@ -82,7 +86,7 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
     // were scaled for analysis; 0 = they have the source's size.
     let source_size = Arc::new(AtomicU64::new(0));
     let gpu = matches!(stage.decode, DecodePath::Gpu) && decode::decodes(&spec.uri);
-    let head = add_analysis_chain(&pipeline, &sink_element, request, gpu, &source_size)?;
+    let head = add_analysis_chain(&pipeline, &sink_element, request, gpu, &source_size, stage.min_width)?;
     match &spec.uri {
         SourceUri::File { .. } | SourceUri::Rtsp { .. } | SourceUri::Http { .. } => {
             add_uridecodebin(&pipeline, spec, &head, stage.decode)?;
@@ -150,6 +154,21 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
                     packed => ((packed >> 32) as u32, packed as u32),
                 };
                 let pts = buffer.pts().map(|t| t.nseconds()).unwrap_or(0);
+                if let Some(ring) = &outlet.ring {
+                    // A reference to the decoder's memory on the CPU path;
+                    // the GPU path's buffers come from nvvideoconvert's small
+                    // pool, which holding them would starve: copied (small).
+                    let kept = if gpu { buffer.copy_deep().ok() } else { Some(buffer.to_owned()) };
+                    if let Some(kept) = kept {
+                        ring.push(RingFrame {
+                            frame_number: number,
+                            pts_ns: pts,
+                            buffer: kept,
+                            info: info.clone(),
+                            source_size: (width, height),
+                        });
+                    }
+                }
                 let frame = outlet.new_frame(number, pts, width, height);
                 objects.process(buffer, info, frame, &outlet);
                 Ok(gst::FlowSuccess::Ok)
@@ -169,6 +188,7 @@ fn add_analysis_chain(
     request: ImageRequest,
     gpu: bool,
     source_size: &Arc<AtomicU64>,
+    min_width: u32,
 ) -> Result<gst::Element, BuildError> {
     let convert = make("videoconvert", BASE)?;
     let filter = make("capsfilter", BASE)?;
@@ -191,7 +211,7 @@ fn add_analysis_chain(
                 chain.push(scale);
                 let sized = make("capsfilter", BASE)?;
                 pipeline.add(&sized).map_err(link_error)?;
-                size_from_caps(&convert, &sized, request, source_size, "RGB")?;
+                size_from_caps(&convert, &sized, request, source_size, "RGB", 0)?;
                 chain.push(sized);
             }
         }
@@ -200,7 +220,7 @@ fn add_analysis_chain(
     chain.push(sink.clone());
     gst::Element::link_many(chain.iter()).map_err(link_error)?;
     if gpu {
-        return add_gpu_converter(pipeline, &convert, request, source_size);
+        return add_gpu_converter(pipeline, &convert, request, source_size, min_width);
     }
     Ok(convert)
 }
@@ -215,6 +235,7 @@ fn size_from_caps(
     request: ImageRequest,
     source_size: &Arc<AtomicU64>,
     format: &'static str,
+    min_width: u32,
 ) -> Result<(), BuildError> {
     let Some(sink_pad) = element.static_pad("sink") else {
         return Err(BuildError::Link(format!("{} has no sink pad", element.name())));
@@ -233,7 +254,7 @@ fn size_from_caps(
         if let (Some((width, height)), Some(filter)) = (dims, filter.upgrade()) {
             let (width, height) = (width.max(0) as u32, height.max(0) as u32);
             size.store(u64::from(width) << 32 | u64::from(height), Ordering::Relaxed);
-            let (w, h) = analysis_size(request, width, height);
+            let (w, h) = analysis_size(request, width, height, min_width);
             filter.set_property("caps", sized_caps(format, w, h));
         }
         gst::PadProbeReturn::Ok
@@ -241,10 +262,13 @@ fn size_from_caps(
     Ok(())
 }
 
-/// The size of the analysis image for a `width` x `height` source.
-pub fn analysis_size(request: ImageRequest, width: u32, height: u32) -> (u32, u32) {
+/// The size of the analysis image for a `width` x `height` source; a
+/// scaled-down luma image is at least `min_width` wide (within the source's).
+pub fn analysis_size(request: ImageRequest, width: u32, height: u32, min_width: u32) -> (u32, u32) {
     match request {
-        ImageRequest::Luma { analysis_width } => decode::analysis_size(width, height, analysis_width),
+        ImageRequest::Luma { analysis_width } => {
+            decode::analysis_size(width, height, analysis_width.max(min_width.div_ceil(2)))
+        }
         ImageRequest::Rgb { width: w, height: h, keep_aspect: false } => (w.max(2), h.max(2)),
         ImageRequest::Rgb { width: w, height: h, keep_aspect: true } => fit_size(width, height, w, h),
     }
@@ -339,6 +363,7 @@ fn add_gpu_converter(
     convert: &gst::Element,
     request: ImageRequest,
     source_size: &Arc<AtomicU64>,
+    min_width: u32,
 ) -> Result<gst::Element, BuildError> {
     let nvconvert = make(decode::GPU_CONVERTER, DEEPSTREAM)?;
     // Area averaging ("super" sampling) for the large downscale, like the
@@ -347,8 +372,9 @@ fn add_gpu_converter(
     let filter = make("capsfilter", BASE)?;
     // What nvvideoconvert can write to system memory that `convert` turns
     // into the request's format cheaply (a passthrough for GRAY8 and RGB).
+    // NV12 first: colour for snapshots at little more than GRAY8's size.
     let formats = match request {
-        ImageRequest::Luma { .. } => "{ GRAY8, NV12, I420 }",
+        ImageRequest::Luma { .. } => "{ NV12, I420, GRAY8 }",
         ImageRequest::Rgb { .. } => "{ RGB, RGBA, BGRx, RGBx }",
     };
     let caps: gst::Caps =
@@ -356,7 +382,7 @@ fn add_gpu_converter(
     filter.set_property("caps", &caps);
     pipeline.add_many([&nvconvert, &filter]).map_err(link_error)?;
     gst::Element::link_many([&nvconvert, &filter, convert]).map_err(link_error)?;
-    size_from_caps(&nvconvert, &filter, request, source_size, formats)?;
+    size_from_caps(&nvconvert, &filter, request, source_size, formats, min_width)?;
     Ok(nvconvert)
 }
 

@@ -124,6 +124,7 @@ fn empty_like(config: &Config) -> Config {
         ..Config::default()
     };
     empty.alerts.journal = config.alerts.journal.clone();
+    empty.alerts.snapshots = config.alerts.snapshots.clone();
     empty.alerts.throttle = config.alerts.throttle.clone();
     empty.alerts.strategies = config.alerts.strategies.clone();
     empty.alerts.shutdown_grace_seconds = config.alerts.shutdown_grace_seconds;
@@ -286,6 +287,7 @@ impl Control {
                 "pipeline.backend" => desired.pipeline.backend = running.pipeline.backend,
                 "pipeline.deepstream" => desired.pipeline.deepstream = running.pipeline.deepstream.clone(),
                 "alerts.journal" => desired.alerts.journal = running.alerts.journal.clone(),
+                "alerts.snapshots" => desired.alerts.snapshots = running.alerts.snapshots.clone(),
                 "monitoring.http" => desired.monitoring = running.monitoring.clone(),
                 _ => {}
             }
@@ -297,10 +299,12 @@ impl Control {
         // every running source restarts to take them.
         let settings_changed = !diff.source_settings.is_empty();
         if settings_changed {
+            let current = self.runtime.settings();
             self.runtime.set_settings(RuntimeSettings {
                 pipeline: desired.pipeline.clone(),
                 recovery: desired.recovery.clone(),
                 labels: Arc::new((self.labels_of)(&desired)),
+                ..current
             });
             for key in &diff.source_settings {
                 report.push(key.clone(), "changed", Some("running sources restart to apply it".to_string()));

@@ -15,8 +15,9 @@ use super::control::{ApplyReport, ConfigReader, Control};
 use super::sources::{Runtime, RuntimeError, RuntimeSettings};
 use super::strategies::Reloader;
 use super::summary::{RunSummary, StrategySummary};
-use crate::alerts::{Alert, AlertStats, DispatchError, Dispatcher, DispatcherSettings, Throttle};
+use crate::alerts::{Alert, AlertStats, DispatchError, Dispatcher, DispatcherSettings, SnapshotSettings, Throttle};
 use crate::config::Config;
+use crate::frame::ring::{RingSettings, Rings};
 use crate::frame::LabelTable;
 use crate::strategy::{EngineOptions, StrategyEngine};
 
@@ -81,7 +82,15 @@ fn apply_file_change(control: &Control) {
     }
 }
 
+/// Where snapshots are written: `<data-dir>/snapshots`.
+pub fn snapshot_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("snapshots")
+}
+
 pub struct Service {
+    /// Every source's recent frames, when snapshots are on.
+    rings: Option<Arc<Rings>>,
+    snapshot_dir: PathBuf,
     control: Arc<Control>,
     runtime: Arc<Runtime>,
     alert_stats: Arc<AlertStats>,
@@ -96,9 +105,21 @@ impl Service {
     pub fn start(config: Config, options: ServiceOptions) -> Result<Service, ServiceError> {
         let engine = engine(&options.data_dir)?;
         let alert_stats = Arc::new(AlertStats::default());
+        let snapshots = &config.alerts.snapshots;
+        let rings = snapshots.enabled.then(|| RingSettings {
+            rings: Arc::new(Rings::default()),
+            max_bytes: (snapshots.ring_mib.saturating_mul(1 << 20)) as usize,
+            max_frames: snapshots.ring_frames,
+            min_width: snapshots.max_width,
+        });
         // Sinks are started by the startup diff, like any later change.
         let settings = DispatcherSettings {
             throttle: Throttle::new(config.alerts.throttle.clone(), config.alerts.strategies.clone()),
+            snapshots: rings.as_ref().map(|r| SnapshotSettings {
+                config: snapshots.clone(),
+                dir: snapshot_dir(&options.data_dir),
+                rings: r.rings.clone(),
+            }),
             journal: config.alerts.journal.clone(),
             journal_path: config.alerts.journal.resolve_path(&options.data_dir),
             sinks: Vec::new(),
@@ -124,6 +145,7 @@ impl Service {
             pipeline: config.pipeline.clone(),
             recovery: config.recovery.clone(),
             labels: label_table,
+            rings: rings.clone(),
         };
         let mut runtime = Runtime::new(engine.clone(), settings, Vec::new(), sender)?;
         if let Some(backend) = backend {
@@ -141,6 +163,8 @@ impl Service {
             options.reader,
         ));
         let mut service = Service {
+            rings: rings.map(|r| r.rings),
+            snapshot_dir: snapshot_dir(&options.data_dir),
             control,
             runtime,
             alert_stats,
@@ -181,6 +205,15 @@ impl Service {
 
     pub fn alert_stats(&self) -> &Arc<AlertStats> {
         &self.alert_stats
+    }
+
+    /// The frame rings (thumbnails), when snapshots are on.
+    pub fn rings(&self) -> Option<&Arc<Rings>> {
+        self.rings.as_ref()
+    }
+
+    pub fn snapshot_dir(&self) -> &Path {
+        &self.snapshot_dir
     }
 
     /// Applies the config file again (what a file change does).

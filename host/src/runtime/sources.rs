@@ -15,6 +15,7 @@ use super::objects;
 use super::worker::{FrameTap, InstallOutcome, StrategySlot, Worker, WorkerCommand};
 use crate::alerts::Alert;
 use crate::config::{PipelineConfig, RecoveryConfig};
+use crate::frame::ring::{FrameRing, RingSettings};
 use crate::frame::{FrameQueue, LabelTable, SourceMetrics, SourceOutlet, SourceState, SourceSummary};
 use crate::pipeline::controller::run_source;
 use crate::pipeline::cpu::StageContext;
@@ -85,6 +86,8 @@ pub struct RuntimeSettings {
     pub pipeline: PipelineConfig,
     pub recovery: RecoveryConfig,
     pub labels: Arc<LabelTable>,
+    /// Frame rings for snapshots; `None` = off.
+    pub rings: Option<RingSettings>,
 }
 
 pub struct Runtime {
@@ -196,12 +199,22 @@ impl Runtime {
             return Err(RuntimeError::ShuttingDown);
         };
         let (commands, command_receiver) = std::sync::mpsc::channel();
+        // The DeepStream backend's frames stay on the GPU: no ring there.
+        let ring = match (&settings.rings, &self.deepstream) {
+            (Some(rings), None) => {
+                let ring = Arc::new(FrameRing::new(rings.max_bytes, rings.max_frames));
+                rings.rings.insert(&id, ring.clone());
+                Some(ring)
+            }
+            _ => None,
+        };
         let outlet = SourceOutlet {
             source_id: spec.id.clone(),
             queue: Arc::new(FrameQueue::new(settings.pipeline.queue_depth)),
             metrics: Arc::new(SourceMetrics::default()),
             paced: spec.realtime,
             stop: Arc::new(AtomicBool::new(false)),
+            ring,
         };
         let worker = Worker {
             queue: outlet.queue.clone(),
@@ -230,6 +243,7 @@ impl Runtime {
                     objects: objects::stage_factory(&spec, &settings),
                     frame_counter: Arc::new(AtomicU64::new(0)),
                     decode: selection.path,
+                    min_width: settings.rings.as_ref().map_or(0, |r| r.min_width),
                 };
                 let (spec, recovery, stop) = (spec.clone(), settings.recovery.clone(), outlet.stop.clone());
                 std::thread::Builder::new()
@@ -244,6 +258,9 @@ impl Runtime {
             Err(error) => {
                 outlet.queue.close();
                 let _ = worker.join();
+                if let Some(rings) = &settings.rings {
+                    rings.rings.remove(&id);
+                }
                 return Err(error);
             }
         };
@@ -381,6 +398,9 @@ impl Runtime {
     /// Stops and removes a source; frames it already queued are processed.
     pub fn remove_source(&self, id: &str) -> Result<SourceSummary, RuntimeError> {
         let handle = self.lock().remove(id).ok_or_else(|| RuntimeError::UnknownSource(id.to_string()))?;
+        if let Some(rings) = &self.settings().rings {
+            rings.rings.remove(id);
+        }
         Ok(finish(handle))
     }
 

@@ -180,7 +180,11 @@ impl SinkConfig {
 
 /// Worker settings for a configured sink; `journal` is where it reads back
 /// alerts that did not fit its queue.
-pub fn worker_settings(config: &SinkConfig, journal: Option<std::path::PathBuf>) -> WorkerSettings {
+pub fn worker_settings(
+    config: &SinkConfig,
+    journal: Option<std::path::PathBuf>,
+    snapshot_wait: Duration,
+) -> WorkerSettings {
     let common = config.common();
     WorkerSettings {
         name: config.name(),
@@ -188,6 +192,7 @@ pub fn worker_settings(config: &SinkConfig, journal: Option<std::path::PathBuf>)
         format: common.format,
         delivery: common.delivery.clone(),
         journal,
+        snapshot_wait,
     }
 }
 
@@ -266,6 +271,7 @@ mod tests {
             object_id: Some(7),
             level: AlertLevel::High,
             attributes: Default::default(),
+            snapshot: None,
         }
     }
 

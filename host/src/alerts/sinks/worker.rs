@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::{DeliveryConfig, DeliveryError, PayloadFormat, Sink};
 use crate::alerts::alert::Alert;
 use crate::alerts::journal::{DeliveryState, DeliveryUpdate, JournalReader};
+use crate::alerts::snapshot::SnapshotSlot;
 use crate::metrics::Histogram;
 
 /// Per-sink counters for metrics and the exit summary.
@@ -43,6 +44,8 @@ pub struct SinkStats {
 struct Item {
     seq: Option<i64>,
     alert: Arc<Alert>,
+    /// The alert's snapshot, being encoded.
+    snapshot: Option<Arc<SnapshotSlot>>,
     received: Instant,
 }
 
@@ -81,6 +84,8 @@ pub struct WorkerSettings {
     pub delivery: DeliveryConfig,
     /// Where diverted alerts are read back from; `None` without a journal.
     pub journal: Option<PathBuf>,
+    /// Longest wait for an alert's snapshot before delivering without it.
+    pub snapshot_wait: Duration,
 }
 
 impl SinkHandle {
@@ -112,13 +117,14 @@ impl SinkHandle {
             cursor: 0,
             name: settings.name.clone(),
             failing_since: None,
+            snapshot_wait: settings.snapshot_wait,
         };
         let thread = std::thread::Builder::new().name(format!("sink-{}", settings.name)).spawn(move || worker.run())?;
         Ok(SinkHandle { stats, shared, thread: Some(thread) })
     }
 
     /// Never blocks on the sink.
-    pub fn push(&self, seq: Option<i64>, alert: Arc<Alert>, received: Instant) {
+    pub fn push(&self, seq: Option<i64>, alert: Arc<Alert>, snapshot: Option<Arc<SnapshotSlot>>, received: Instant) {
         let mut state = self.shared.lock();
         match seq {
             Some(seq) if state.diverted_up_to.is_some() || state.items.len() >= self.shared.capacity => {
@@ -130,7 +136,7 @@ impl SinkHandle {
                     state.items.pop_front();
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
-                state.items.push_back(Item { seq, alert, received });
+                state.items.push_back(Item { seq, alert, snapshot, received });
             }
         }
         self.stats.queue_depth.store(state.items.len() as u64, Ordering::Relaxed);
@@ -190,6 +196,7 @@ struct Worker {
     cursor: i64,
     name: String,
     failing_since: Option<(Instant, u64)>,
+    snapshot_wait: Duration,
 }
 
 impl Worker {
@@ -288,7 +295,7 @@ impl Worker {
                 return;
             }
             self.cursor = self.cursor.max(seq);
-            self.handle(Item { seq: Some(seq), alert: Arc::new(alert), received: Instant::now() });
+            self.handle(Item { seq: Some(seq), alert: Arc::new(alert), snapshot: None, received: Instant::now() });
         }
     }
 
@@ -296,7 +303,16 @@ impl Worker {
         self.shared.lock().stop_at.is_some_and(|at| Instant::now() >= at)
     }
 
-    fn handle(&mut self, item: Item) {
+    fn handle(&mut self, mut item: Item) {
+        // The alert goes out with its picture: wait (on this sink's own
+        // thread, bounded) for it to be encoded; without one it goes as it is.
+        if let Some(slot) = item.snapshot.take() {
+            if let Some(snapshot) = slot.wait(self.snapshot_wait) {
+                let mut alert = (*item.alert).clone();
+                alert.snapshot = Some(snapshot);
+                item.alert = Arc::new(alert);
+            }
+        }
         let payload = self.format.encode(&item.alert);
         let mut attempts: u32 = 0;
         let initial = Duration::from_millis(self.delivery.retry_initial_ms.max(1));

@@ -144,6 +144,7 @@ mod tests {
             metrics: Arc::new(crate::frame::SourceMetrics::default()),
             paced: true,
             stop: Arc::new(AtomicBool::new(false)),
+            ring: None,
         }
     }
 
