@@ -51,6 +51,7 @@ fn apply_overrides(config: &mut Config, sources: &[String], strategies: &[PathBu
                 rtsp: Default::default(),
                 detector: None,
                 decoder: None,
+                detect: None,
             })
             .collect();
         // Strategies pinned to the replaced sources would point nowhere.

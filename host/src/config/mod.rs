@@ -5,6 +5,7 @@ mod env;
 pub mod load;
 mod locate;
 pub mod model;
+pub mod onnx;
 
 pub use load::{load_file, parse_config, parse_config_with, ConfigErrors, ConfigIssue};
 pub use model::*;

@@ -1,9 +1,10 @@
 //! The CPU object stage: where a frame's objects come from when no
 //! DeepStream inference runs. Motion detection for plain cameras, ROI
 //! metadata from upstream elements (DL Streamer style, and our synthetic
-//! scene), and an IoU tracker for stable ids.
+//! scene), an ONNX Runtime detector, and an IoU tracker for stable ids.
 
 pub mod motion;
+pub mod onnx;
 pub mod roi;
 pub mod tracker;
 

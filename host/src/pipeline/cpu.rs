@@ -486,7 +486,9 @@ impl ObjectStage {
         let run_motion = match self.kind {
             DetectorKind::Motion => true,
             DetectorKind::Auto => !self.seen_roi,
-            DetectorKind::Roi | DetectorKind::None => false,
+            // The inference stage (detect::onnx) supplies the objects of
+            // `onnx` sources; the motion detector does not run for them.
+            DetectorKind::Roi | DetectorKind::None | DetectorKind::Onnx => false,
         };
         if run_motion {
             if let Ok(video) = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info) {
