@@ -113,9 +113,16 @@ fn load(name: &str) -> Result<Arc<OnnxModel>, ModelError> {
 
 /// Runs one frame of `width` x `height` grey pixels, reported in a
 /// `source_width` x `source_height` source.
-fn detect_grey(model: &OnnxModel, width: u32, height: u32, source: (u32, u32), decode: &DecodeOptions) -> Vec<Detected> {
+fn detect_grey(
+    model: &OnnxModel,
+    width: u32,
+    height: u32,
+    source: (u32, u32),
+    decode: &DecodeOptions,
+) -> Vec<Detected> {
     let image = vec![114u8; (width * height * 3) as usize];
-    let frame = FrameRef { image: RgbImage::packed(&image, width, height), source_width: source.0, source_height: source.1 };
+    let frame =
+        FrameRef { image: RgbImage::packed(&image, width, height), source_width: source.0, source_height: source.1 };
     let mut session = model.session(1).expect("session");
     let mut results = Vec::new();
     session.detect(&[frame], decode, &mut results);
@@ -231,7 +238,11 @@ fn end2end_layouts_keep_the_graphs_boxes() {
     let found = detect_grey(&model, 64, 64, (640, 640), &DecodeOptions::default());
     assert_eq!(
         boxes(&found),
-        [(100.0, 200.0, 200.0, 200.0, 0, 0.9), (120.0, 200.0, 200.0, 200.0, 0, 0.85), (400.0, 100.0, 200.0, 200.0, 1, 0.5)]
+        [
+            (100.0, 200.0, 200.0, 200.0, 0, 0.9),
+            (120.0, 200.0, 200.0, 200.0, 0, 0.85),
+            (400.0, 100.0, 200.0, 200.0, 1, 0.5)
+        ]
     );
     // [4, 7] rows batch, x1, y1, x2, y2, class, score: two rows of batch
     // item 0 above 0.25, one below, one of item 1. No metadata: COCO.
@@ -251,8 +262,11 @@ fn a_model_whose_outputs_match_no_format_is_refused_naming_the_shapes() {
     assert!(text.contains(&path.display().to_string()) && text.contains("output0 [1, 10]"), "{text}");
     assert!(text.contains("pipeline.onnx.format"), "{text}");
     // Forcing a family the outputs do not fit is refused too.
-    let error = OnnxModel::load(runtime(), &ModelOptions { format: OnnxFormat::Yolov5, ..options(graphs().join("yolo.onnx"), OnnxLabels::Auto) })
-        .unwrap_err();
+    let error = OnnxModel::load(
+        runtime(),
+        &ModelOptions { format: OnnxFormat::Yolov5, ..options(graphs().join("yolo.onnx"), OnnxLabels::Auto) },
+    )
+    .unwrap_err();
     assert!(error.to_string().contains("format: yolov5"), "{error}");
 }
 
@@ -351,7 +365,10 @@ fn model_check_reports_the_demo_model() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("format:       yolo") && text.contains("80 from model metadata `names`: person, bicycle, car"), "{text}");
+    assert!(
+        text.contains("format:       yolo") && text.contains("80 from model metadata `names`: person, bicycle, car"),
+        "{text}"
+    );
     assert!(text.contains("inference:"), "{text}");
 }
 
@@ -411,20 +428,34 @@ fn detect_photo(photo: &str) -> Vec<(String, f32, [f32; 4])> {
     found
         .iter()
         .map(|d| {
-            (model.labels()[d.class_id as usize].clone(), d.confidence, [d.left, d.top, d.left + d.width, d.top + d.height])
+            (
+                model.labels()[d.class_id as usize].clone(),
+                d.confidence,
+                [d.left, d.top, d.left + d.width, d.top + d.height],
+            )
         })
         .collect()
 }
 
 /// Asserts the best detection of `label`: confidence within `confidence`,
 /// box corners (x1, y1, x2, y2) each within their hand-measured range.
-fn assert_box(photo: &str, found: &[(String, f32, [f32; 4])], label: &str, confidence: (f32, f32), ranges: [(f32, f32); 4]) {
+fn assert_box(
+    photo: &str,
+    found: &[(String, f32, [f32; 4])],
+    label: &str,
+    confidence: (f32, f32),
+    ranges: [(f32, f32); 4],
+) {
     let best = found
         .iter()
         .filter(|d| d.0 == label)
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap_or_else(|| panic!("{photo}: no {label} among {found:?}"));
-    assert!(best.1 >= confidence.0 && best.1 <= confidence.1, "{photo}: {label} confidence {} outside {confidence:?}", best.1);
+    assert!(
+        best.1 >= confidence.0 && best.1 <= confidence.1,
+        "{photo}: {label} confidence {} outside {confidence:?}",
+        best.1
+    );
     for (i, ((lo, hi), value)) in ranges.iter().zip(best.2).enumerate() {
         assert!(value >= *lo && value <= *hi, "{photo}: {label} corner {i} = {value} outside [{lo}, {hi}] ({best:?})");
     }
@@ -480,7 +511,13 @@ fn demo_model_finds_the_motorcycle() {
     // tyre (x 684), mirrors at y 67-80 to the tyres' bottom (y 452).
     // inference.md: motorcycle 0.90 [118, 67, 686, 455].
     let found = detect_photo("motorcycle_left.png");
-    assert_box("motorcycle", &found, "motorcycle", (0.78, 1.0), [(85.0, 135.0), (50.0, 95.0), (665.0, 705.0), (435.0, 475.0)]);
+    assert_box(
+        "motorcycle",
+        &found,
+        "motorcycle",
+        (0.78, 1.0),
+        [(85.0, 135.0), (50.0, 95.0), (665.0, 705.0), (435.0, 475.0)],
+    );
     assert_eq!(found[0].0, "motorcycle");
 }
 
@@ -527,7 +564,12 @@ fn people_on_vtest_are_detected_and_keep_their_ids() {
         let info = gstreamer_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
         let buffer = sample.buffer().unwrap().map_readable().unwrap();
         let frame = FrameRef {
-            image: RgbImage { data: &buffer, width: info.width(), height: info.height(), stride: info.stride()[0] as usize },
+            image: RgbImage {
+                data: &buffer,
+                width: info.width(),
+                height: info.height(),
+                stride: info.stride()[0] as usize,
+            },
             source_width: 768,
             source_height: 576,
         };
@@ -540,7 +582,11 @@ fn people_on_vtest_are_detected_and_keep_their_ids() {
     pipeline.set_state(gst::State::Null).unwrap();
     let strong: Vec<Vec<&Detected>> =
         per_frame.iter().map(|f| f.iter().filter(|d| d.class_id == person && d.confidence >= 0.25).collect()).collect();
-    assert!(strong.iter().all(|f| !f.is_empty()), "a person in every frame: {:?}", strong.iter().map(Vec::len).collect::<Vec<_>>());
+    assert!(
+        strong.iter().all(|f| !f.is_empty()),
+        "a person in every frame: {:?}",
+        strong.iter().map(Vec::len).collect::<Vec<_>>()
+    );
     let heights: Vec<f32> = strong.iter().flatten().map(|d| d.height).collect();
     let plausible = heights.iter().filter(|&&h| (30.0..=140.0).contains(&h)).count();
     assert!(plausible * 10 >= heights.len() * 8, "most people 40-110 px tall (+-10): {heights:?}");
@@ -561,7 +607,15 @@ fn people_on_vtest_are_detected_and_keep_their_ids() {
 type Outcome = (String, u32, Result<f32, String>);
 
 fn uniform_frame(value: u8, context: u32) -> Frame<u32> {
-    Frame { image: vec![value; 32 * 32 * 3], width: 32, height: 32, stride: 96, source_width: 32, source_height: 32, context }
+    Frame {
+        image: vec![value; 32 * 32 * 3],
+        width: 32,
+        height: 32,
+        stride: 96,
+        source_width: 32,
+        source_height: 32,
+        context,
+    }
 }
 
 #[test]

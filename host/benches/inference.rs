@@ -47,7 +47,9 @@ fn photo(path: &std::path::Path, size: (u32, u32)) -> Result<(Vec<u8>, usize)> {
         size.0,
         size.1
     );
-    let pipeline = gstreamer::parse::launch(&description)?.downcast::<gstreamer::Pipeline>().map_err(|_| anyhow::anyhow!("not a pipeline"))?;
+    let pipeline = gstreamer::parse::launch(&description)?
+        .downcast::<gstreamer::Pipeline>()
+        .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
     let sink = pipeline
         .by_name("sink")
         .context("no sink")?
@@ -117,8 +119,12 @@ fn main() -> Result<()> {
     };
 
     // The stage: one source, one worker, one frame in flight.
-    let pool: InferencePool<u32> =
-        InferencePool::for_model(&model, 1, PoolOptions { max_batch: 1, max_wait: Duration::ZERO, queue_depth: 2 }, DecodeOptions::default())?;
+    let pool: InferencePool<u32> = InferencePool::for_model(
+        &model,
+        1,
+        PoolOptions { max_batch: 1, max_wait: Duration::ZERO, queue_depth: 2 },
+        DecodeOptions::default(),
+    )?;
     let (tx, rx) = mpsc::channel::<(usize, Instant)>();
     let tx = Mutex::new(tx);
     let source = pool.add_source("bench", Pacing::Unpaced { stop: Arc::new(AtomicBool::new(false)) }, move |r| {

@@ -115,7 +115,17 @@ pub fn check(args: &ModelCheckArgs) -> Result<ExitCode> {
                     .shape
                     .iter()
                     .zip(t.symbols.iter().map(String::as_str).chain(std::iter::repeat("")))
-                    .map(|(d, s)| if *d < 0 { if s.is_empty() { "?".to_string() } else { s.to_string() } } else { d.to_string() })
+                    .map(|(d, s)| {
+                        if *d < 0 {
+                            if s.is_empty() {
+                                "?".to_string()
+                            } else {
+                                s.to_string()
+                            }
+                        } else {
+                            d.to_string()
+                        }
+                    })
                     .collect();
                 format!("{} {} [{}]", t.name, t.element, dims.join(", "))
             })
@@ -123,13 +133,7 @@ pub fn check(args: &ModelCheckArgs) -> Result<ExitCode> {
             .join("; ")
     };
     writeln!(out, "{}: usable ONNX model", info.file)?;
-    writeln!(
-        out,
-        "  ONNX Runtime: {} ({}, {})",
-        runtime.version(),
-        runtime.library().display(),
-        runtime.origin()
-    )?;
+    writeln!(out, "  ONNX Runtime: {} ({}, {})", runtime.version(), runtime.library().display(), runtime.origin())?;
     writeln!(out, "  providers:    cpu {}", status(&support.cpu))?;
     writeln!(out, "                cuda {}", status(&support.cuda))?;
     writeln!(out, "                tensorrt {}", status(&support.tensorrt))?;
@@ -146,7 +150,9 @@ pub fn check(args: &ModelCheckArgs) -> Result<ExitCode> {
             "{classes} classes, {boxes} boxes, cx,cy,w,h + class scores, {}",
             if *channels_first { "channels first" } else { "one row per box" }
         ),
-        Layout::Objectness { classes, boxes } => format!("{classes} classes, {boxes} boxes, cx,cy,w,h, objectness, class scores"),
+        Layout::Objectness { classes, boxes } => {
+            format!("{classes} classes, {boxes} boxes, cx,cy,w,h, objectness, class scores")
+        }
         Layout::Grid { classes, boxes, strides } => {
             format!("{classes} classes, {boxes} grid cells of strides {strides:?}, decoded here (offsets, log sizes)")
         }

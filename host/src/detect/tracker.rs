@@ -117,7 +117,12 @@ impl IouTracker {
 
     /// Greedy IoU matching of the boxes `eligible` selects (and not taken)
     /// against tracks not taken.
-    fn associate(&mut self, detections: &mut [Detected], detection_taken: &mut [bool], eligible: impl Fn(&Detected) -> bool) {
+    fn associate(
+        &mut self,
+        detections: &mut [Detected],
+        detection_taken: &mut [bool],
+        eligible: impl Fn(&Detected) -> bool,
+    ) {
         self.candidates.clear();
         for (d, detection) in detections.iter().enumerate() {
             if detection.object_id.is_some() || detection_taken[d] || !eligible(detection) {
@@ -225,7 +230,8 @@ mod tests {
         // The person scores 0.3 this frame (below the detector's 0.5): the
         // second pass continues track 1. A weak box elsewhere (0.2) and one
         // below `low_confidence` (0.05) are dropped.
-        tracker.observe(Observation::Detections(&[scored(3.0, 0.3), scored(200.0, 0.2), scored(400.0, 0.05)]), &mut out);
+        tracker
+            .observe(Observation::Detections(&[scored(3.0, 0.3), scored(200.0, 0.2), scored(400.0, 0.05)]), &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!((out[0].left, out[0].object_id), (3.0, Some(1)));
         tracker.observe(Observation::Detections(&[scored(6.0, 0.9)]), &mut out);

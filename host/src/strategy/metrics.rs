@@ -89,7 +89,11 @@ impl Default for Histogram {
 impl Histogram {
     /// A histogram with these upper bounds (seconds, ascending).
     pub fn with_buckets(buckets: &'static [f64]) -> Self {
-        Histogram { buckets, counts: (0..=buckets.len()).map(|_| AtomicU64::new(0)).collect(), sum_ns: AtomicU64::new(0) }
+        Histogram {
+            buckets,
+            counts: (0..=buckets.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_ns: AtomicU64::new(0),
+        }
     }
 
     /// The upper bounds, seconds.

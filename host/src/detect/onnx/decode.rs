@@ -103,7 +103,7 @@ impl Decoder {
             output
         } else {
             let batch = shape.first().copied().unwrap_or(0).max(0) as usize;
-            let len = if batch == 0 { 0 } else { output.len() / batch };
+            let len = output.len().checked_div(batch).unwrap_or(0);
             if item >= batch || self.fixed_item_len().is_some_and(|expected| expected != len) {
                 return Err(DecodeError { shape: shape.to_vec(), item, layout: self.layout.clone() });
             }
@@ -176,7 +176,15 @@ impl Decoder {
                 }
                 for (j, &(score, class)) in best.iter().enumerate() {
                     if score > confidence {
-                        push(candidates, data[j], data[boxes + j], data[2 * boxes + j], data[3 * boxes + j], score, class);
+                        push(
+                            candidates,
+                            data[j],
+                            data[boxes + j],
+                            data[2 * boxes + j],
+                            data[3 * boxes + j],
+                            score,
+                            class,
+                        );
                     }
                 }
             }
@@ -251,7 +259,7 @@ fn argmax(scores: &[f32]) -> (u32, f32) {
 
 fn end2end_box(x1: f32, y1: f32, x2: f32, y2: f32, score: f32, class: f32, confidence: f32) -> Option<Candidate> {
     // Padding rows of fixed-size NMS outputs are zeros (or -1 classes).
-    if !(score > confidence) || !(class >= 0.0) || !class.is_finite() {
+    if score.is_nan() || score <= confidence || class.is_nan() || class < 0.0 || !class.is_finite() {
         return None;
     }
     if ![x1, y1, x2, y2].iter().all(|v| v.is_finite()) {
@@ -293,7 +301,9 @@ mod tests {
             .decode(&[0.0; 12], &[1, 6, 2], 0, &identity(64, 64), &DecodeOptions::default(), &mut out)
             .unwrap_err();
         assert_eq!(error.shape, [1, 6, 2]);
-        assert!(decoder.decode(&[0.0; 10], &[1, 5, 2], 1, &identity(64, 64), &DecodeOptions::default(), &mut out).is_err());
+        assert!(decoder
+            .decode(&[0.0; 10], &[1, 5, 2], 1, &identity(64, 64), &DecodeOptions::default(), &mut out)
+            .is_err());
     }
 
     fn ltwh(d: &Detected) -> (f32, f32, f32, f32, u32) {

@@ -121,12 +121,14 @@ pub enum FormatError {
     #[error(
         "{file}: its outputs ({}) match no format dshost can decode (input {input_width}x{input_height}{hint}). \
          Supported: {SUPPORTED}. Fix: export a detection head in one of these layouts, or set \
-         `pipeline.onnx.format` if the model is one of them", shapes_text(outputs)
+         `pipeline.onnx.format` if the model is one of them",
+        shapes_text(outputs)
     )]
     NoMatch { file: String, outputs: Vec<OutputShape>, input_width: u32, input_height: u32, hint: String },
     #[error(
         "{file}: `format: {family}` expects {expected}, but the outputs are {}. Fix: set `format: auto` or the \
-         model's real family", shapes_text(outputs)
+         model's real family",
+        shapes_text(outputs)
     )]
     Mismatch { file: String, family: Family, expected: &'static str, outputs: Vec<OutputShape> },
 }

@@ -24,7 +24,8 @@ pub enum LabelsError {
 /// Reads a labels file: one label per line (surrounding spaces trimmed,
 /// trailing empty lines ignored).
 pub fn read_labels_file(path: &Path) -> Result<Vec<String>, LabelsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LabelsError::Read { path: path.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| LabelsError::Read { path: path.to_path_buf(), source })?;
     let mut labels: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
     while labels.last().is_some_and(String::is_empty) {
         labels.pop();

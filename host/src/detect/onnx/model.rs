@@ -213,7 +213,7 @@ pub(crate) fn check_onnx_bytes(bytes: &[u8]) -> Result<(), String> {
             1 => at += 8,
             2 => {
                 let len = varint(bytes, &mut at).ok_or_else(|| truncated(start))?;
-                at = at.checked_add(usize::try_from(len).unwrap_or(usize::MAX)).unwrap_or(usize::MAX);
+                at = at.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
             }
             5 => at += 4,
             _ => return Err(format!("byte {start} is not an ONNX field (another kind of file?)")),
@@ -240,9 +240,15 @@ fn tensor_info(outlet: &ort::value::Outlet) -> TensorInfo {
             shape: shape.to_vec(),
             symbols: dimension_symbols.iter().cloned().collect(),
         },
-        ValueType::Sequence(_) => TensorInfo { name: outlet.name().into(), element: "sequence".into(), shape: vec![], symbols: vec![] },
-        ValueType::Map { .. } => TensorInfo { name: outlet.name().into(), element: "map".into(), shape: vec![], symbols: vec![] },
-        ValueType::Optional(_) => TensorInfo { name: outlet.name().into(), element: "optional".into(), shape: vec![], symbols: vec![] },
+        ValueType::Sequence(_) => {
+            TensorInfo { name: outlet.name().into(), element: "sequence".into(), shape: vec![], symbols: vec![] }
+        }
+        ValueType::Map { .. } => {
+            TensorInfo { name: outlet.name().into(), element: "map".into(), shape: vec![], symbols: vec![] }
+        }
+        ValueType::Optional(_) => {
+            TensorInfo { name: outlet.name().into(), element: "optional".into(), shape: vec![], symbols: vec![] }
+        }
     }
 }
 
@@ -277,10 +283,15 @@ pub fn build_session(
 
 /// The image input: (batch dimension or -1, height, width).
 fn image_input(path: &Path, inputs: &[TensorInfo]) -> Result<(i64, i64, i64), ModelError> {
-    let describe = || inputs.iter().map(|i| format!("{} {} {:?}", i.name, i.element, i.shape)).collect::<Vec<_>>().join(", ");
+    let describe =
+        || inputs.iter().map(|i| format!("{} {} {:?}", i.name, i.element, i.shape)).collect::<Vec<_>>().join(", ");
     let input_error = |reason: String| ModelError::Input { path: path.to_path_buf(), reason };
     let [input] = inputs else {
-        return Err(input_error(format!("it has {} inputs ({}); dshost feeds one image input", inputs.len(), describe())));
+        return Err(input_error(format!(
+            "it has {} inputs ({}); dshost feeds one image input",
+            inputs.len(),
+            describe()
+        )));
     };
     if input.element != "f32" {
         return Err(input_error(format!(
@@ -290,9 +301,9 @@ fn image_input(path: &Path, inputs: &[TensorInfo]) -> Result<(i64, i64, i64), Mo
             if input.element == "f16" { " (a half-precision export; export with half=False)" } else { "" }
         )));
     }
-    match input.shape.as_slice() {
-        &[b, 3, h, w] => Ok((b, h, w)),
-        &[_, h, _, 3] if h != 3 => Err(input_error(format!(
+    match *input.shape.as_slice() {
+        [b, 3, h, w] => Ok((b, h, w)),
+        [_, h, _, 3] if h != 3 => Err(input_error(format!(
             "its input {} {:?} is channels-last (NHWC); dshost feeds NCHW",
             input.name, input.shape
         ))),
@@ -303,11 +314,14 @@ fn image_input(path: &Path, inputs: &[TensorInfo]) -> Result<(i64, i64, i64), Mo
 /// `imgsz` metadata (Ultralytics writes `[640, 640]`, height first).
 fn metadata_size(metadata: &BTreeMap<String, String>) -> Option<(u32, u32)> {
     let text = metadata.get("imgsz")?;
-    let numbers: Vec<u32> =
-        text.trim_matches(|c| c == '[' || c == ']' || c == '(' || c == ')').split(',').filter_map(|n| n.trim().parse().ok()).collect();
-    match numbers.as_slice() {
-        &[h, w] if h > 0 && w > 0 => Some((w, h)),
-        &[s] if s > 0 => Some((s, s)),
+    let numbers: Vec<u32> = text
+        .trim_matches(|c| c == '[' || c == ']' || c == '(' || c == ')')
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    match *numbers.as_slice() {
+        [h, w] if h > 0 && w > 0 => Some((w, h)),
+        [s] if s > 0 => Some((s, s)),
         _ => None,
     }
 }
@@ -388,9 +402,14 @@ impl OnnxModel {
             }
             None => None,
         };
-        let hints =
-            Hints { input_width: width, input_height: height, batch: probe_batch, metadata_classes: names.as_ref().map(Vec::len) };
-        let Recognised { family, output, mut layout } = format::recognise(options.format, &probe.outputs, hints, &file)?;
+        let hints = Hints {
+            input_width: width,
+            input_height: height,
+            batch: probe_batch,
+            metadata_classes: names.as_ref().map(Vec::len),
+        };
+        let Recognised { family, output, mut layout } =
+            format::recognise(options.format, &probe.outputs, hints, &file)?;
         let resize = match (options.resize, family) {
             (OnnxResize::Stretch, _) => Resize::Stretch,
             (_, Family::Yolox) => Resize::LetterboxTopLeft,
@@ -398,8 +417,16 @@ impl OnnxModel {
         };
         let preprocess = match family {
             // YOLOX's reference `preproc`: BGR (OpenCV), 0-255, no scaling.
-            Family::Yolox => Preprocess { input_width: width, input_height: height, resize, channels: Channels::Bgr, scale: 1.0 },
-            _ => Preprocess { input_width: width, input_height: height, resize, channels: Channels::Rgb, scale: 1.0 / 255.0 },
+            Family::Yolox => {
+                Preprocess { input_width: width, input_height: height, resize, channels: Channels::Bgr, scale: 1.0 }
+            }
+            _ => Preprocess {
+                input_width: width,
+                input_height: height,
+                resize,
+                channels: Channels::Rgb,
+                scale: 1.0 / 255.0,
+            },
         };
         if let (Family::Yolox, Layout::Objectness { classes, boxes }) = (family, &layout) {
             let (classes, boxes) = (*classes, *boxes);
@@ -527,7 +554,15 @@ impl OnnxModel {
             labels
                 .iter()
                 .enumerate()
-                .map(|(i, label)| if label.is_empty() { table.intern(&format!("class_{i}")) } else { table.intern(label) })
+                .map(
+                    |(i, label)| {
+                        if label.is_empty() {
+                            table.intern(&format!("class_{i}"))
+                        } else {
+                            table.intern(label)
+                        }
+                    },
+                )
                 .collect()
         });
         Ok(DecodeOptions { confidence, iou, max_detections, allowed, class_ids })
@@ -559,7 +594,8 @@ fn resolve_labels(
     match &options.labels {
         OnnxLabels::File(file) => {
             let labels = labels::read_labels_file(file).map_err(labels_error)?;
-            labels::check_count(&labels, classes, &format!("the labels file {}", file.display())).map_err(labels_error)?;
+            labels::check_count(&labels, classes, &format!("the labels file {}", file.display()))
+                .map_err(labels_error)?;
             Ok((labels, format!("file {}", file.display())))
         }
         OnnxLabels::Auto => match names {
@@ -569,7 +605,10 @@ fn resolve_labels(
             }
             None if classes.is_none_or(|n| n == COCO_LABELS.len()) => {
                 tracing::info!(model = %path.display(), "no `names` metadata: assuming the 80 COCO labels");
-                Ok((COCO_LABELS.iter().map(|s| s.to_string()).collect(), "COCO (the model has no `names` metadata)".into()))
+                Ok((
+                    COCO_LABELS.iter().map(|s| s.to_string()).collect(),
+                    "COCO (the model has no `names` metadata)".into(),
+                ))
             }
             None => {
                 let count = classes.unwrap_or(0);
@@ -623,7 +662,10 @@ mod tests {
         let text = image_input(p, &[t(&[1, 640, 640, 3], "f32")]).unwrap_err().to_string();
         assert!(text.contains("NHWC") && text.contains("m.onnx"), "{text}");
         assert!(image_input(p, &[t(&[1, 3, 640, 640], "f16")]).unwrap_err().to_string().contains("half=False"));
-        assert!(image_input(p, &[t(&[1, 3, 640, 640], "f32"), t(&[1, 2], "i64")]).unwrap_err().to_string().contains("2 inputs"));
+        assert!(image_input(p, &[t(&[1, 3, 640, 640], "f32"), t(&[1, 2], "i64")])
+            .unwrap_err()
+            .to_string()
+            .contains("2 inputs"));
     }
 
     #[test]

@@ -30,9 +30,8 @@ pub fn nms(candidates: &mut Vec<Candidate>, iou_threshold: f32, max_detections: 
             break;
         }
         let candidate = candidates[i];
-        let suppressed = candidates[..kept]
-            .iter()
-            .any(|k| k.class == candidate.class && iou(k, &candidate) > iou_threshold);
+        let suppressed =
+            candidates[..kept].iter().any(|k| k.class == candidate.class && iou(k, &candidate) > iou_threshold);
         if !suppressed {
             candidates[kept] = candidate;
             kept += 1;

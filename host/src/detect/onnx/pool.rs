@@ -36,8 +36,7 @@ pub trait BatchRunner: Send + 'static {
     /// Most frames per run.
     fn capacity(&self) -> usize;
     /// Runs `frames`; `results[i]` is frame `i`'s outcome.
-    fn run(&mut self, frames: &[FrameRef<'_>], results: &mut Vec<Result<Vec<Detected>, InferenceError>>)
-        -> RunTiming;
+    fn run(&mut self, frames: &[FrameRef<'_>], results: &mut Vec<Result<Vec<Detected>, InferenceError>>) -> RunTiming;
 }
 
 /// A session and the decoding settings of the stage.
@@ -51,11 +50,7 @@ impl BatchRunner for SessionRunner {
         self.session.capacity()
     }
 
-    fn run(
-        &mut self,
-        frames: &[FrameRef<'_>],
-        results: &mut Vec<Result<Vec<Detected>, InferenceError>>,
-    ) -> RunTiming {
+    fn run(&mut self, frames: &[FrameRef<'_>], results: &mut Vec<Result<Vec<Detected>, InferenceError>>) -> RunTiming {
         self.session.detect(frames, &self.options, results)
     }
 }
@@ -603,7 +598,8 @@ fn run_batch<T>(
                 slot.metrics.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let result = InferenceResult { context, detections, queued: started.saturating_duration_since(submitted), timing };
+        let result =
+            InferenceResult { context, detections, queued: started.saturating_duration_since(submitted), timing };
         if catch_unwind(AssertUnwindSafe(|| (slot.on_result)(result))).is_err() {
             tracing::error!(source = %slot.id, "the inference result callback panicked");
         }
@@ -635,7 +631,11 @@ mod tests {
             self.capacity
         }
 
-        fn run(&mut self, frames: &[FrameRef<'_>], results: &mut Vec<Result<Vec<Detected>, InferenceError>>) -> RunTiming {
+        fn run(
+            &mut self,
+            frames: &[FrameRef<'_>],
+            results: &mut Vec<Result<Vec<Detected>, InferenceError>>,
+        ) -> RunTiming {
             self.entered.fetch_add(1, Ordering::SeqCst);
             if let Some(gate) = &self.gate {
                 let (lock, cv) = &**gate;
@@ -671,13 +671,15 @@ mod tests {
     }
 
     type Results = mpsc::Receiver<(String, u32, Result<u32, String>)>;
+    /// The tags of each run's frames, in run order.
+    type Runs = Arc<Mutex<Vec<Vec<u8>>>>;
 
     fn pool(
         workers: usize,
         capacity: usize,
         options: PoolOptions,
         gate: Option<Arc<(Mutex<usize>, Condvar)>>,
-    ) -> (InferencePool<u32>, Arc<Mutex<Vec<Vec<u8>>>>, Arc<AtomicUsize>) {
+    ) -> (InferencePool<u32>, Runs, Arc<AtomicUsize>) {
         let runs = Arc::new(Mutex::new(Vec::new()));
         let entered = Arc::new(AtomicUsize::new(0));
         let runners: Vec<Box<dyn BatchRunner>> = (0..workers)
@@ -689,7 +691,12 @@ mod tests {
         (InferencePool::start("test".into(), runners, options), runs, entered)
     }
 
-    fn source(pool: &InferencePool<u32>, id: &str, pacing: Pacing, tx: &mpsc::Sender<(String, u32, Result<u32, String>)>) -> SourceHandle<u32> {
+    fn source(
+        pool: &InferencePool<u32>,
+        id: &str,
+        pacing: Pacing,
+        tx: &mpsc::Sender<(String, u32, Result<u32, String>)>,
+    ) -> SourceHandle<u32> {
         let tx = Mutex::new(tx.clone());
         let name = id.to_string();
         pool.add_source(id, pacing, move |r: InferenceResult<u32>| {
@@ -837,13 +844,13 @@ mod tests {
         a.submit(frame(255, 1));
         b.submit(frame(7, 2));
         release(&gate, 1);
-        let mut first = vec![recv(&rx), recv(&rx)];
+        let mut first = [recv(&rx), recv(&rx)];
         first.sort_by_key(|r| r.1);
         assert!(first.iter().all(|r| r.2.as_ref().is_err_and(|e| e.contains("scripted failure"))), "{first:?}");
         a.submit(frame(8, 3));
         b.submit(frame(9, 4));
         release(&gate, 2);
-        let mut second = vec![recv(&rx), recv(&rx)];
+        let mut second = [recv(&rx), recv(&rx)];
         second.sort_by_key(|r| r.1);
         assert_eq!(second.iter().map(|r| r.2.clone()).collect::<Vec<_>>(), [Ok(8), Ok(9)]);
         let m = pool.metrics();

@@ -260,7 +260,10 @@ mod tests {
         assert_eq!(r[5], 10.0 * s);
         assert_eq!(out[16 + 4 * 2 + 3], 107.0 * s, "green of pixel (3, 1)");
         assert_eq!(out[32 + 4 * 2], 251.0 * s, "blue of pixel (0, 1)");
-        assert_eq!(t, Transform { scale_x: 0.5, scale_y: 0.5, pad_x: 0.0, pad_y: 1.0, source_width: 8, source_height: 4 });
+        assert_eq!(
+            t,
+            Transform { scale_x: 0.5, scale_y: 0.5, pad_x: 0.0, pad_y: 1.0, source_width: 8, source_height: 4 }
+        );
         // The image's top-left pixel in model space is (0, 1); in the 8x4
         // source it is (0, 0); the image's bottom-right (4, 3) is (8, 4).
         assert_eq!(t.to_source(0.0, 1.0, 4.0, 3.0), [0.0, 0.0, 8.0, 4.0]);

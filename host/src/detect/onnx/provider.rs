@@ -176,7 +176,8 @@ pub(crate) fn try_provider(runtime: &OrtRuntime, provider: Provider, device_id: 
             "{} did not start on device {device_id}: {e}{}",
             provider.ort_name(),
             match provider {
-                Provider::Cuda => " (it needs an NVIDIA driver and GPU, the CUDA 13 runtime and cuBLAS, and cuDNN 9 \
+                Provider::Cuda =>
+                    " (it needs an NVIDIA driver and GPU, the CUDA 13 runtime and cuBLAS, and cuDNN 9 \
                                    on the library path)",
                 Provider::TensorRt => " (it needs TensorRT 10 (libnvinfer.so.10) besides what CUDA needs)",
                 Provider::Cpu => "",

@@ -79,7 +79,10 @@ pub struct LibrarySearch {
 /// One place to try.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Candidate {
-    File { path: PathBuf, origin: Origin },
+    File {
+        path: PathBuf,
+        origin: Origin,
+    },
     /// A bare name for the dynamic loader.
     Name(&'static str),
 }
@@ -178,8 +181,11 @@ fn check(candidate: &Candidate) -> Result<Checked, RuntimeError> {
     };
     // SAFETY: loading runs the library's initialisers; ONNX Runtime's are
     // benign, and any file here was chosen by the user or by setup.
-    let library = unsafe { libloading::Library::new(&path) }
-        .map_err(|e| RuntimeError::NotALibrary { path: path.clone(), origin, error: e.to_string() })?;
+    let library = unsafe { libloading::Library::new(&path) }.map_err(|e| RuntimeError::NotALibrary {
+        path: path.clone(),
+        origin,
+        error: e.to_string(),
+    })?;
     // SAFETY: the prototype is ONNX Runtime's C API (`OrtGetApiBase`).
     let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
         unsafe { library.get(b"OrtGetApiBase") }
@@ -437,7 +443,8 @@ mod tests {
 
     #[test]
     fn empty_places_are_named() {
-        let search = LibrarySearch { env_override: None, cache_dir: Some(PathBuf::from("/nonexistent/c")), system: false };
+        let search =
+            LibrarySearch { env_override: None, cache_dir: Some(PathBuf::from("/nonexistent/c")), system: false };
         let (candidates, looked) = search.candidates();
         assert!(candidates.is_empty());
         assert_eq!(looked[1], "/nonexistent/c/<version>/libonnxruntime.so* (none)");

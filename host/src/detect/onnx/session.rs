@@ -136,7 +136,8 @@ impl InferenceSession {
         self.input[used * item..batch * item].fill(0.0);
         let (width, height) = (self.preprocess.input_width as usize, self.preprocess.input_height as usize);
         let ran = Instant::now();
-        let run = match ort::value::TensorRef::from_array_view(([batch, 3, height, width], &self.input[..batch * item])) {
+        let run = match ort::value::TensorRef::from_array_view(([batch, 3, height, width], &self.input[..batch * item]))
+        {
             Ok(tensor) => self.session.run(ort::inputs![tensor]),
             Err(error) => Err(error),
         };
