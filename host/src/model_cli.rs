@@ -138,7 +138,7 @@ pub fn check(args: &ModelCheckArgs) -> Result<ExitCode> {
     writeln!(out, "                cuda {}", status(&support.cuda))?;
     writeln!(out, "                tensorrt {}", status(&support.tensorrt))?;
     match &choice.fallback_reason {
-        Some(reason) => writeln!(out, "  provider:     {} (auto fell back: {reason})", choice.provider)?,
+        Some(_) => writeln!(out, "  provider:     {} (auto: CUDA is unusable, see above)", choice.provider)?,
         None => writeln!(out, "  provider:     {} (device {})", choice.provider, info.device_id)?,
     }
     writeln!(out, "  inputs:       {}", tensors(&info.inputs))?;
@@ -203,10 +203,9 @@ pub fn check(args: &ModelCheckArgs) -> Result<ExitCode> {
     }
     writeln!(
         out,
-        "  inference:    {:.1} ms ({} of {} timed run(s) after warm-up, batch of {}; preprocess {:.2} ms, decode {:.2} ms; first run {:.0} ms)",
+        "  inference:    {:.1} ms ({} after a warm-up run, batch of {}; preprocess {:.2} ms, decode {:.2} ms; first run {:.0} ms)",
         ms(median.inference),
-        if timings.len() == 1 { "the one" } else { "median" },
-        timings.len(),
+        if timings.len() == 1 { "one timed run".to_string() } else { format!("median of {} timed runs", timings.len()) },
         frames.len(),
         ms(median.preprocess),
         ms(median.decode),
