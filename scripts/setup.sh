@@ -55,4 +55,12 @@ if [ "${1:-}" = "--tests" ]; then
     cp "$requirements" "$venv/.installed-requirements"
   fi
 fi
+# ONNX Runtime, the demo model, the clip and the test photos (cached under
+# ~/.cache/dshost; scripts/fetch-models.sh pins and checks each). dshost runs
+# without them (the synthetic scene), so a failed download is a warning here;
+# the test suite fetches again and fails on it.
+if ! bash "$(dirname "$0")/fetch-models.sh"; then
+  echo "setup: warning: the ONNX Runtime library, demo model or media could not be fetched (see above);" \
+       "detector: onnx will not start until \`bash scripts/fetch-models.sh\` succeeds" >&2
+fi
 echo "setup: done"

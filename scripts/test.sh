@@ -12,6 +12,9 @@ bash scripts/setup.sh --tests
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dshost/target}"
 
 bash scripts/build-strategies.sh
+# ONNX Runtime, the demo model, vtest.avi and the photos for tests/onnx.rs
+# (cached; a failed download fails the run: those tests must not skip).
+bash scripts/fetch-models.sh >/dev/null
 # NVIDIA's real DeepStream 9.0.2 metadata libraries for tests/deepstream_meta.rs
 # (downloaded once, cached; a failed download fails the run).
 DSHOST_DEEPSTREAM_TEST_LIBS="$(bash scripts/fetch-deepstream-libs.sh)"

@@ -284,6 +284,7 @@ fn sources_are_added_and_removed_at_run_time_without_disturbing_others() {
             rtsp: Default::default(),
             detector: None,
             decoder: None,
+            detect: None,
         };
         SourceSpec::from_config(&config, dshost::config::DetectorKind::Motion).unwrap()
     };

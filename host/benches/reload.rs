@@ -99,6 +99,7 @@ fn main() -> anyhow::Result<()> {
         rtsp: Default::default(),
         detector: None,
         decoder: None,
+        detect: None,
     };
     runtime.add_source(SourceSpec::from_config(&source, DetectorKind::None)?)?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -88,6 +88,61 @@ pub enum Command {
     /// Report GStreamer, DeepStream (version, how detected, metadata layout,
     /// profile, elements), the GPU, and which backend `auto` picks and why.
     Probe(ProbeArgs),
+    /// Inspect ONNX models for the inference stage (`pipeline.detector: onnx`).
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Load a model as the inference stage does and report its inputs,
+    /// outputs, detected format, labels, batch sizes, the ONNX Runtime and
+    /// providers, and the time of one inference (warm-up excluded).
+    Check(ModelCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelCheckArgs {
+    /// The model (.onnx).
+    pub file: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Labels file, one label per line (default: the model's `names` metadata).
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// Output format (default: recognised from the outputs).
+    #[arg(long, value_enum, default_value_t = ModelFormatArg::Auto)]
+    pub format: ModelFormatArg,
+    /// Execution provider.
+    #[arg(long, value_enum, default_value_t = ModelProviderArg::Auto)]
+    pub provider: ModelProviderArg,
+    /// GPU index for cuda and tensorrt.
+    #[arg(long, default_value_t = 0)]
+    pub device_id: u32,
+    /// Intra-op threads (0 = ONNX Runtime's choice).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Timed inferences after the warm-up (the report gives the median).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub runs: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelFormatArg {
+    Auto,
+    Yolo,
+    Yolov5,
+    Yolox,
+    End2end,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelProviderArg {
+    Auto,
+    Cpu,
+    Cuda,
+    Tensorrt,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,6 +2,7 @@
 
 mod alerts_cli;
 mod cli;
+mod model_cli;
 mod run;
 
 use std::io::{BufReader, Write};
@@ -53,6 +54,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Record(args)) => run::record(&args),
         Some(Command::Alerts(command)) => alerts_cli::run(&data_dir, command),
         Some(Command::Probe(args)) => probe(&args),
+        Some(Command::Model(cli::ModelCommand::Check(args))) => model_cli::check(&args),
         None => run::run(&cli.run, &data_dir),
     }
 }

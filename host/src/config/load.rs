@@ -267,6 +267,7 @@ fn validate(config: &Config, collector: &mut Collector) {
         }
     }
     validate_deepstream(pipeline, collector);
+    super::onnx::validate(config).into_iter().for_each(|(path, message)| collector.push(path, message));
     let mut names = BTreeSet::new();
     for (i, strategy) in config.strategies.iter().enumerate() {
         let at = format!("strategies[{i}]");

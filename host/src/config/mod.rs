@@ -8,6 +8,7 @@ pub mod load;
 mod locate;
 pub mod model;
 pub mod overrides;
+pub mod onnx;
 
 pub use load::{check, load_file, parse_config, parse_config_with, valid_id, ConfigErrors, ConfigIssue};
 pub use model::*;

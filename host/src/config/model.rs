@@ -121,6 +121,31 @@ pub struct SourceConfig {
     /// Video decoder for this source; default: `pipeline.decoder`.
     #[serde(default)]
     pub decoder: Option<DecoderKind>,
+    /// How often the model runs on this source (`detector: onnx`); absent =
+    /// the defaults of [`DetectSettings`].
+    #[serde(default)]
+    pub detect: Option<DetectSettings>,
+}
+
+/// Per-source pacing of the inference stage (Frigate's lesson: run the model
+/// a few times per second, only when something moves, and let the tracker
+/// carry boxes and ids in between).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectSettings {
+    /// Model runs per second on this source; frames in between carry the
+    /// tracker's boxes. Default 5 (one 640x640 YOLOv12n run costs ~137 ms of
+    /// one core here, so 5/s fits a 2-core machine with room for decoding).
+    pub fps: f64,
+    /// Run the model only on frames where the motion detector saw something
+    /// (default true); tracks are carried over still frames.
+    pub motion_gate: bool,
+}
+
+impl Default for DetectSettings {
+    fn default() -> Self {
+        DetectSettings { fps: 5.0, motion_gate: true }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -168,6 +193,8 @@ pub enum DetectorKind {
     Roi,
     /// No objects (strategies still see every frame).
     None,
+    /// An ONNX model run by ONNX Runtime (`pipeline.onnx`).
+    Onnx,
 }
 
 /// Which decoder turns compressed video (files, RTSP, HTTP) into frames.
@@ -215,6 +242,8 @@ pub struct PipelineConfig {
     pub labels: Option<Vec<String>>,
     /// The DeepStream backend (used when `backend` picks it).
     pub deepstream: DeepStreamConfig,
+    /// The ONNX Runtime inference stage (`detector: onnx`).
+    pub onnx: OnnxConfig,
 }
 
 impl Default for PipelineConfig {
@@ -228,8 +257,132 @@ impl Default for PipelineConfig {
             queue_depth: 16,
             labels: None,
             deepstream: DeepStreamConfig::default(),
+            onnx: OnnxConfig::default(),
         }
     }
+}
+
+/// The ONNX Runtime inference stage: one model shared by every source that
+/// uses `detector: onnx`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnnxConfig {
+    /// The model file (`.onnx`). No default: `scripts/setup.sh` fetches a demo
+    /// model to `~/.cache/dshost/models/yolov12n.onnx`.
+    pub model: Option<PathBuf>,
+    /// Output family; default `auto` (recognised from the output shapes and
+    /// the model's metadata).
+    pub format: OnnxFormat,
+    /// Class labels; default `auto` (the model's `names` metadata, COCO for
+    /// an 80-class model without it), or a file with one label per line.
+    pub labels: OnnxLabels,
+    /// Smallest score kept, 0-1; default 0.25 (Ultralytics' default).
+    pub confidence: f32,
+    /// Overlap above which class-wise NMS drops the weaker box; default 0.45.
+    pub iou: f32,
+    /// Only these labels are kept; default empty = all.
+    pub classes: Vec<String>,
+    /// Most boxes kept per frame; default 300 (Ultralytics' `max_det`).
+    pub max_detections: usize,
+    /// Execution provider; default `auto` (CUDA when it starts, else CPU,
+    /// with the reason in the log).
+    pub provider: OnnxProvider,
+    /// GPU index for `cuda` and `tensorrt`; default 0.
+    pub device_id: u32,
+    /// Intra-op threads per session; default 0 = ONNX Runtime's choice (one
+    /// per physical core).
+    pub threads: usize,
+    /// Inference worker threads, each with its own session; default: 1 on
+    /// the CPU (intra-op threads already use every core), 4 on a GPU.
+    pub workers: Option<usize>,
+    /// Most frames run together in one batch (capped by what the model's
+    /// batch dimension allows); default 4.
+    pub max_batch: usize,
+    /// How long a worker waits to fill a batch after its first frame, like
+    /// nvstreammux's batched-push-timeout; default 10 ms.
+    pub max_wait_ms: u64,
+    /// Letterbox or stretch; default `auto` = what the format's reference
+    /// code does (every supported family letterboxes).
+    pub resize: OnnxResize,
+}
+
+impl Default for OnnxConfig {
+    fn default() -> Self {
+        OnnxConfig {
+            model: None,
+            format: OnnxFormat::Auto,
+            labels: OnnxLabels::Auto,
+            confidence: 0.25,
+            iou: 0.45,
+            classes: Vec::new(),
+            max_detections: 300,
+            provider: OnnxProvider::Auto,
+            device_id: 0,
+            threads: 0,
+            workers: None,
+            max_batch: 4,
+            max_wait_ms: 10,
+            resize: OnnxResize::Auto,
+        }
+    }
+}
+
+/// How a model's output is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnnxFormat {
+    /// Recognised from the output shapes and metadata.
+    Auto,
+    /// Ultralytics YOLOv5u/v8/v11/v12 heads: `[B, 4+nc, N]`, cx,cy,w,h and
+    /// sigmoided class scores, no objectness, no NMS.
+    Yolo,
+    /// YOLOv5/YOLOv7: `[B, N, 5+nc]` with an objectness column.
+    Yolov5,
+    /// YOLOX: `[B, N, 5+nc]`, grid-decoded here when the export did not.
+    Yolox,
+    /// NMS inside the graph: `[B, K, 6]` or `[B, K, 7]` / `[K, 7]`.
+    End2end,
+}
+
+/// Where class labels come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnnxLabels {
+    /// The model's `names` metadata.
+    Auto,
+    /// A file with one label per line (line N = class N).
+    File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for OnnxLabels {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(if text == "auto" { OnnxLabels::Auto } else { OnnxLabels::File(PathBuf::from(text)) })
+    }
+}
+
+/// ONNX Runtime execution provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnnxProvider {
+    /// CUDA when the library has it and it starts, else the CPU (logged).
+    Auto,
+    Cpu,
+    /// NVIDIA CUDA; refuses to start when unusable, naming what is missing.
+    Cuda,
+    /// NVIDIA TensorRT (engines are built at the first start: minutes).
+    Tensorrt,
+}
+
+/// How a frame is fitted into the model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnnxResize {
+    /// What the format's reference preprocessing does.
+    Auto,
+    /// Keep the aspect ratio and pad with grey 114.
+    Letterbox,
+    /// Scale each axis to the input size.
+    Stretch,
 }
 
 /// The DeepStream backend: one batched pipeline (sources -> nvstreammux ->
@@ -344,13 +497,19 @@ pub struct TrackerConfig {
     pub enabled: bool,
     /// Overlap needed to continue a track.
     pub iou_threshold: f32,
-    /// Frames a track survives without a match.
+    /// Frames a track survives without a match (frames the model ran on,
+    /// when the model does not run on every frame).
     pub max_missed_frames: u32,
+    /// ByteTrack-style second pass: boxes scoring at least this much but
+    /// below the detector's confidence only continue existing tracks (so an
+    /// id survives a frame where the object scored weakly); they never start
+    /// one. Absent (default) = off, one pass over every box.
+    pub low_confidence: Option<f32>,
 }
 
 impl Default for TrackerConfig {
     fn default() -> Self {
-        TrackerConfig { enabled: true, iou_threshold: 0.3, max_missed_frames: 15 }
+        TrackerConfig { enabled: true, iou_threshold: 0.3, max_missed_frames: 15, low_confidence: None }
     }
 }
 

@@ -39,6 +39,7 @@ impl CommandLine {
                     rtsp: Default::default(),
                     detector: None,
                     decoder: None,
+                    detect: None,
                 })
                 .collect();
             // Strategies pinned to the replaced sources would point nowhere.

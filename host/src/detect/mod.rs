@@ -1,10 +1,11 @@
 //! The object stage: where a frame's objects come from when no DeepStream
 //! inference runs. Motion detection for plain cameras, ROI metadata from
-//! upstream elements (DL Streamer style, and our synthetic scene), and an
-//! IoU tracker for stable ids; `stage` puts them behind the pipeline's
+//! upstream elements (DL Streamer style, and our synthetic scene), an ONNX
+//! Runtime detector (`onnx`), and an IoU tracker for stable ids; `stage` puts them behind the pipeline's
 //! `frame::ObjectStage` contract.
 
 pub mod motion;
+pub mod onnx;
 pub mod roi;
 pub mod stage;
 pub mod tracker;

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use crate::alerts::{AlertStats, Suppression};
 use crate::frame::SourceState;
-use crate::metrics::{Histogram, DURATION_BUCKETS};
+use crate::metrics::Histogram;
 use crate::runtime::control::ReloadCounters;
 use crate::runtime::{Reloader, Runtime};
 use crate::strategy::metrics::ErrorKind;
@@ -38,14 +38,15 @@ impl Exposition {
     fn histogram(&mut self, name: &str, labels: &[(&str, &str)], histogram: &Histogram) {
         let counts = histogram.counts();
         let mut cumulative = 0u64;
-        for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
+        let buckets = histogram.buckets();
+        for (i, bound) in buckets.iter().enumerate() {
             cumulative += counts[i];
             let le = format!("{bound}");
             let mut with_le = labels.to_vec();
             with_le.push(("le", &le));
             self.sample(&format!("{name}_bucket"), &with_le, cumulative as f64);
         }
-        cumulative += counts[DURATION_BUCKETS.len()];
+        cumulative += counts[buckets.len()];
         let mut with_le = labels.to_vec();
         with_le.push(("le", "+Inf"));
         self.sample(&format!("{name}_bucket"), &with_le, cumulative as f64);

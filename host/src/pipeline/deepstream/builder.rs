@@ -331,6 +331,7 @@ mod tests {
                 rtsp: Default::default(),
                 detector: None,
                 decoder: None,
+                detect: None,
             },
             crate::config::DetectorKind::Auto,
         )
