@@ -273,6 +273,7 @@ fn sources_are_added_and_removed_at_run_time_without_disturbing_others() {
         recovery: RecoveryConfig::default(),
         labels: Arc::new(LabelTable::coco()),
         rings: None,
+        detector: None,
     };
     let runtime = Runtime::new(common::engine(), settings, Vec::new(), sender).unwrap();
     let spec = |id: &str| {

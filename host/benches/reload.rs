@@ -77,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         recovery: RecoveryConfig::default(),
         labels: Arc::new(LabelTable::coco()),
         rings: None,
+        detector: None,
     };
     let runtime = Arc::new(Runtime::new(engine.clone(), settings, Vec::new(), sender)?);
     let dir = tempfile::tempdir()?;

@@ -36,6 +36,10 @@ pub struct RunArgs {
     /// scene://. Replaces the config's sources; ids are source-1, source-2, ...
     #[arg(long = "source", value_name = "URI")]
     pub sources: Vec<String>,
+    /// ONNX detector model (the short form of `pipeline.onnx.model`): sources
+    /// with `detector: auto` (the default) run it.
+    #[arg(long, value_name = "FILE.onnx")]
+    pub model: Option<PathBuf>,
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -265,6 +269,9 @@ pub struct RecordArgs {
     /// Config whose `pipeline` settings (detector, tracker, labels) apply.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// ONNX detector model (the short form of `pipeline.onnx.model`).
+    #[arg(long, value_name = "FILE.onnx")]
+    pub model: Option<PathBuf>,
     /// Stop after this many seconds (live sources run until stopped otherwise).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,

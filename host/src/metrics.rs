@@ -90,7 +90,6 @@ impl Histogram {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

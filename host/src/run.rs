@@ -26,6 +26,7 @@ fn command_line(args: &RunArgs) -> CommandLine {
         sources: args.sources.clone(),
         strategies: args.strategies.clone(),
         alerts_jsonl: args.alerts_jsonl.clone(),
+        model: args.model.clone(),
     }
 }
 
@@ -154,9 +155,14 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
 }
 
 pub fn record(args: &RecordArgs) -> Result<ExitCode> {
-    let overrides = CommandLine { sources: vec![args.source.clone()], ..CommandLine::default() };
+    let overrides =
+        CommandLine { sources: vec![args.source.clone()], model: args.model.clone(), ..CommandLine::default() };
     let config = load_config(args.config.as_deref(), &overrides)?;
-    let labels = Arc::new(dshost::runtime::service::labels(&config));
+    let detector = dshost::runtime::objects::load_detector(&config).context("the ONNX detector cannot start")?;
+    let labels = match &detector {
+        Some(detector) => detector.labels.clone(),
+        None => Arc::new(dshost::runtime::objects::labels(&config, None)),
+    };
     let file = std::fs::File::create(&args.frames_out)
         .with_context(|| format!("cannot create {}", args.frames_out.display()))?;
     let out = Arc::new(Mutex::new(std::io::BufWriter::new(file)));
@@ -168,6 +174,7 @@ pub fn record(args: &RecordArgs) -> Result<ExitCode> {
         recovery: config.recovery.clone(),
         labels: labels.clone(),
         rings: None,
+        detector,
     };
     let tap_out = out.clone();
     let runtime = Runtime::new(engine, settings, Vec::new(), sender)?.with_frame_tap(move |_source| {

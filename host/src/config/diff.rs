@@ -100,6 +100,7 @@ impl ConfigDiff {
         source_setting("pipeline.tracker", a.tracker != b.tracker);
         source_setting("pipeline.queue_depth", a.queue_depth != b.queue_depth);
         source_setting("pipeline.labels", a.labels != b.labels);
+        source_setting("pipeline.onnx", a.onnx != b.onnx);
         source_setting("recovery", old.recovery != new.recovery);
         diff
     }

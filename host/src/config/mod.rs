@@ -7,8 +7,8 @@ mod env;
 pub mod load;
 mod locate;
 pub mod model;
-pub mod overrides;
 pub mod onnx;
+pub mod overrides;
 
 pub use load::{check, load_file, parse_config, parse_config_with, valid_id, ConfigErrors, ConfigIssue};
 pub use model::*;

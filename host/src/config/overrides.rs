@@ -21,11 +21,16 @@ pub struct CommandLine {
     pub strategies: Vec<PathBuf>,
     /// A JSON-lines alert sink on this file (`-` = stdout).
     pub alerts_jsonl: Option<String>,
+    /// `--model`: the ONNX detector's model.
+    pub model: Option<PathBuf>,
 }
 
 impl CommandLine {
-    /// Replaces the sources and strategies (before the checks).
+    /// Replaces the sources, strategies and model (before the checks).
     pub fn apply(&self, config: &mut Config) {
+        if let Some(model) = &self.model {
+            config.pipeline.onnx.model = Some(model.clone());
+        }
         if !self.sources.is_empty() {
             config.sources = self
                 .sources

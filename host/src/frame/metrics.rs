@@ -56,6 +56,8 @@ pub struct SourceMetrics {
     pub frames_to_strategies: AtomicU64,
     /// Dropped because the strategy queue was full.
     pub dropped_backlog: AtomicU64,
+    /// Dropped because the inference stage fell behind (live sources).
+    pub dropped_inference: AtomicU64,
     pub objects: AtomicU64,
     pub detections: AtomicU64,
     pub restarts: AtomicU64,
@@ -83,6 +85,7 @@ impl Default for SourceMetrics {
             frames_decoded: AtomicU64::new(0),
             frames_to_strategies: AtomicU64::new(0),
             dropped_backlog: AtomicU64::new(0),
+            dropped_inference: AtomicU64::new(0),
             objects: AtomicU64::new(0),
             detections: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
@@ -171,7 +174,10 @@ impl SourceMetrics {
             state: self.state(),
             frames_decoded: self.frames_decoded.load(Ordering::Relaxed),
             frames_to_strategies: self.frames_to_strategies.load(Ordering::Relaxed),
-            frames_dropped: DroppedFrames { strategy_backlog: self.dropped_backlog.load(Ordering::Relaxed) },
+            frames_dropped: DroppedFrames {
+                strategy_backlog: self.dropped_backlog.load(Ordering::Relaxed),
+                inference_backlog: self.dropped_inference.load(Ordering::Relaxed),
+            },
             restarts: self.restarts.load(Ordering::Relaxed),
             objects: self.objects.load(Ordering::Relaxed),
             detections: self.detections.load(Ordering::Relaxed),
@@ -193,6 +199,7 @@ impl SourceMetrics {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DroppedFrames {
     pub strategy_backlog: u64,
+    pub inference_backlog: u64,
 }
 
 /// What a source did (exit summary, `--summary-json`).

@@ -49,6 +49,10 @@ pub trait ObjectStage: Send {
         frame: CompactFrame,
         outlet: &SourceOutlet,
     );
+
+    /// End of stream (on the streaming thread): deliver every frame still
+    /// held before the source ends. Stages that deliver inline hold none.
+    fn finish(&mut self) {}
 }
 
 /// Makes a fresh object stage for each run of a source's pipeline.

@@ -87,6 +87,8 @@ pub fn render(
 ) -> String {
     let mut e = Exposition { out: String::with_capacity(8192) };
     let sources = runtime.source_metrics();
+    let detector = runtime.settings().detector;
+    let inference = detector.as_ref().map(|d| d.source_metrics()).unwrap_or_default();
 
     e.family("dshost_source_frames_total", "counter", "Frames decoded per source.");
     for (id, m) in &sources {
@@ -104,6 +106,10 @@ pub fn render(
     for (id, m) in &sources {
         let dropped = m.dropped_backlog.load(Ordering::Relaxed) as f64;
         e.sample("dshost_source_frames_dropped_total", &[("source", id), ("reason", "strategy_backlog")], dropped);
+    }
+    for (id, m) in &inference {
+        let dropped = m.backlog_drops.load(Ordering::Relaxed) as f64;
+        e.sample("dshost_source_frames_dropped_total", &[("source", id), ("reason", "inference_backlog")], dropped);
     }
     e.family("dshost_source_fps", "gauge", "Recent frame rate per source (exponentially weighted).");
     for (id, m) in &sources {
@@ -249,6 +255,9 @@ pub fn render(
         "Snapshot files removed to stay under alerts.snapshots.max_mib.",
     );
     e.sample("dshost_snapshots_evicted_total", &[], snapshots.evicted.load(Ordering::Relaxed) as f64);
+    if let Some(detector) = &detector {
+        render_inference(&mut e, detector, &inference);
+    }
     if let Some(counters) = config_reloads {
         e.family(
             "dshost_config_reloads_total",
@@ -260,6 +269,50 @@ pub fn render(
         }
     }
     e.out
+}
+
+fn render_inference(
+    e: &mut Exposition,
+    detector: &crate::detect::onnx::OnnxDetector,
+    sources: &[(String, std::sync::Arc<crate::detect::onnx::metrics::SourceInferenceMetrics>)],
+) {
+    let model = detector.model.info().file.clone();
+    let labels = [("model", model.as_str()), ("provider", detector.provider.as_str())];
+    let m = detector.model_metrics();
+    e.family("dshost_inference_seconds", "histogram", "Duration of one model run (one batch).");
+    e.histogram("dshost_inference_seconds", &labels, &m.inference);
+    e.family("dshost_inference_batches_total", "counter", "Model runs by the number of frames they carried.");
+    for (size, runs) in m.batch_sizes() {
+        let size = size.to_string();
+        e.sample("dshost_inference_batches_total", &[labels[0], ("frames", size.as_str())], runs as f64);
+    }
+    e.family("dshost_inference_errors_total", "counter", "Model runs that failed (each fails its frames).");
+    e.sample("dshost_inference_errors_total", &labels[..1], m.run_errors.load(Ordering::Relaxed) as f64);
+    e.family("dshost_source_inferred_frames_total", "counter", "Frames the model ran on, per source.");
+    for (id, s) in sources {
+        e.sample("dshost_source_inferred_frames_total", &[("source", id)], s.inferred.load(Ordering::Relaxed) as f64);
+    }
+    e.family(
+        "dshost_source_inference_gated_total",
+        "counter",
+        "Frames the model skipped, per source, by reason (fps: detect.fps; motion: nothing moved).",
+    );
+    for (id, s) in sources {
+        e.sample(
+            "dshost_source_inference_gated_total",
+            &[("source", id), ("reason", "fps")],
+            s.gated_fps.load(Ordering::Relaxed) as f64,
+        );
+        e.sample(
+            "dshost_source_inference_gated_total",
+            &[("source", id), ("reason", "motion")],
+            s.gated_motion.load(Ordering::Relaxed) as f64,
+        );
+    }
+    e.family("dshost_source_inference_latency_seconds", "histogram", "From a frame's submission to its result.");
+    for (id, s) in sources {
+        e.histogram("dshost_source_inference_latency_seconds", &[("source", id)], &s.latency);
+    }
 }
 
 /// Name, type, help and value of one per-sink metric family.

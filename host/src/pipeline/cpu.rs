@@ -77,8 +77,12 @@ const DEEPSTREAM: &str = "DeepStream or the bundle of scripts/bundle-gpu.sh";
 /// Builds the pipeline of one source.
 pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, BuildError> {
     let pipeline = gst::Pipeline::with_name(&format!("source-{}", spec.id));
-    let mut objects = (stage.objects)();
+    let objects = (stage.objects)();
     let request = objects.image();
+    // The sample callback runs the stage; the end-of-stream callback lets it
+    // deliver what it still holds. Both on this pipeline's streaming thread.
+    let objects = Arc::new(std::sync::Mutex::new(objects));
+    let at_eos = objects.clone();
     let sink = gst_app::AppSink::builder().sync(spec.realtime).max_buffers(2).enable_last_sample(false).build();
     let sink_element: gst::Element = sink.clone().upcast();
     pipeline.add(&sink_element).map_err(link_error)?;
@@ -170,9 +174,11 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
                     }
                 }
                 let frame = outlet.new_frame(number, pts, width, height);
+                let mut objects = objects.lock().unwrap_or_else(|p| p.into_inner());
                 objects.process(buffer, info, frame, &outlet);
                 Ok(gst::FlowSuccess::Ok)
             })
+            .eos(move |_| at_eos.lock().unwrap_or_else(|p| p.into_inner()).finish())
             .build(),
     );
     Ok(pipeline)

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::uri::{SourceUri, UriError};
-use crate::config::{DecoderKind, DetectorKind, RtspConfig, SourceConfig};
+use crate::config::{DecoderKind, DetectSettings, DetectorKind, RtspConfig, SourceConfig};
 
 #[derive(Debug, Clone)]
 pub struct SourceSpec {
@@ -18,6 +18,8 @@ pub struct SourceSpec {
     pub detector: DetectorKind,
     /// The source's own decoder choice; `None` = `pipeline.decoder`.
     pub decoder: Option<DecoderKind>,
+    /// How often the inference stage runs the model on this source.
+    pub detect: DetectSettings,
 }
 
 impl SourceSpec {
@@ -36,6 +38,7 @@ impl SourceSpec {
             rtsp: config.rtsp.clone(),
             detector: config.detector.unwrap_or(default_detector),
             decoder: config.decoder,
+            detect: config.detect.clone().unwrap_or_default(),
         })
     }
 

@@ -107,7 +107,6 @@ pub struct Control {
     runtime: Arc<Runtime>,
     reloader: Arc<Mutex<Reloader>>,
     dispatch: DispatchControl,
-    labels_of: fn(&Config) -> crate::frame::LabelTable,
     state: Mutex<State>,
     reader: Option<ConfigReader>,
     config_path: Option<PathBuf>,
@@ -148,7 +147,6 @@ impl Control {
         runtime: Arc<Runtime>,
         reloader: Arc<Mutex<Reloader>>,
         dispatch: DispatchControl,
-        labels_of: fn(&Config) -> crate::frame::LabelTable,
         initial: &Config,
         config_path: Option<PathBuf>,
         reader: Option<ConfigReader>,
@@ -157,7 +155,6 @@ impl Control {
             runtime,
             reloader,
             dispatch,
-            labels_of,
             state: Mutex::new(State { running: empty_like(initial), file: None }),
             reader,
             config_path,
@@ -297,17 +294,41 @@ impl Control {
         self.apply_alerts(&diff, &desired, running, &mut report);
         // New settings for sources: the runtime starts sources with them, and
         // every running source restarts to take them.
-        let settings_changed = !diff.source_settings.is_empty();
+        let mut settings_changed = !diff.source_settings.is_empty();
         if settings_changed {
             let current = self.runtime.settings();
-            self.runtime.set_settings(RuntimeSettings {
-                pipeline: desired.pipeline.clone(),
-                recovery: desired.recovery.clone(),
-                labels: Arc::new((self.labels_of)(&desired)),
-                ..current
-            });
-            for key in &diff.source_settings {
-                report.push(key.clone(), "changed", Some("running sources restart to apply it".to_string()));
+            // A new model (or labels, or tracker settings it uses) is loaded
+            // and checked before any source switches to it.
+            let detector = if diff.source_settings.iter().any(|k| k.starts_with("pipeline.")) {
+                super::objects::load_detector(&desired).map_err(|e| e.to_string())
+            } else {
+                Ok(current.detector.clone())
+            };
+            match detector {
+                Ok(detector) => {
+                    let labels = match &detector {
+                        Some(detector) => detector.labels.clone(),
+                        None => Arc::new(super::objects::labels(&desired, None)),
+                    };
+                    self.runtime.set_settings(RuntimeSettings {
+                        pipeline: desired.pipeline.clone(),
+                        recovery: desired.recovery.clone(),
+                        labels,
+                        detector,
+                        ..current
+                    });
+                    for key in &diff.source_settings {
+                        report.push(key.clone(), "changed", Some("running sources restart to apply it".to_string()));
+                    }
+                }
+                Err(error) => {
+                    for key in &diff.source_settings {
+                        report.push(key.clone(), "failed", Some(format!("{error}; the running settings stay")));
+                    }
+                    desired.pipeline = running.pipeline.clone();
+                    desired.recovery = running.recovery.clone();
+                    settings_changed = false;
+                }
             }
         }
         running.pipeline = desired.pipeline.clone();

@@ -18,7 +18,7 @@ use super::summary::{RunSummary, StrategySummary};
 use crate::alerts::{Alert, AlertStats, DispatchError, Dispatcher, DispatcherSettings, SnapshotSettings, Throttle};
 use crate::config::Config;
 use crate::frame::ring::{RingSettings, Rings};
-use crate::frame::LabelTable;
+
 use crate::strategy::{EngineOptions, StrategyEngine};
 
 /// How a service runs, besides its config.
@@ -43,6 +43,8 @@ pub enum ServiceError {
     Thread(std::io::Error),
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error("the ONNX detector cannot start: {0}")]
+    Detector(crate::detect::onnx::DetectorError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("cannot start:\n  {}", .0.iter().map(|c| format!("{}: {}", c.key, c.detail.as_deref().unwrap_or(""))).collect::<Vec<_>>().join("\n  "))]
@@ -52,18 +54,6 @@ pub enum ServiceError {
 /// The strategy engine, with its compiled-component cache under `data_dir`.
 pub fn engine(data_dir: &Path) -> Result<Arc<StrategyEngine>, crate::strategy::engine::EngineError> {
     StrategyEngine::new(EngineOptions { cache_dir: Some(crate::paths::strategy_cache_dir(data_dir)) })
-}
-
-/// The class label table: `pipeline.labels`, or COCO's 80 plus `motion`.
-pub fn labels(config: &Config) -> LabelTable {
-    match &config.pipeline.labels {
-        Some(labels) => LabelTable::from_labels(labels.clone()),
-        None => {
-            let mut table = LabelTable::coco();
-            table.intern("motion");
-            table
-        }
-    }
 }
 
 /// A config file change: apply its diff, log what happened.
@@ -132,7 +122,19 @@ impl Service {
             .name("alerts".into())
             .spawn(move || dispatcher.run(receiver))
             .map_err(ServiceError::Thread)?;
-        let label_table = Arc::new(labels(&config));
+        // The model first: its labels are the host's label table.
+        let detector = match super::objects::load_detector(&config) {
+            Ok(detector) => detector,
+            Err(error) => {
+                drop(sender);
+                let _ = dispatcher.join();
+                return Err(ServiceError::Detector(error));
+            }
+        };
+        let label_table = match &detector {
+            Some(detector) => detector.labels.clone(),
+            None => Arc::new(super::objects::labels(&config, None)),
+        };
         let backend = match start_backend(&config, &label_table) {
             Ok(backend) => backend,
             Err(error) => {
@@ -146,6 +148,7 @@ impl Service {
             recovery: config.recovery.clone(),
             labels: label_table,
             rings: rings.clone(),
+            detector,
         };
         let mut runtime = Runtime::new(engine.clone(), settings, Vec::new(), sender)?;
         if let Some(backend) = backend {
@@ -157,7 +160,6 @@ impl Service {
             runtime.clone(),
             reloader,
             dispatch,
-            labels,
             &config,
             options.config_path.clone(),
             options.reader,
@@ -235,8 +237,11 @@ impl Service {
             .iter()
             .map(|(source, name, m)| StrategySummary::of(source, name, m))
             .collect();
+        let detector = self.runtime.settings().detector;
         let sources = self.runtime.shutdown();
         let alerts = self.dispatcher.take().and_then(|d| d.join().ok()).unwrap_or(0);
-        RunSummary::new(sources, strategies, alerts, &self.alert_stats)
+        let mut summary = RunSummary::new(sources, strategies, alerts, &self.alert_stats);
+        summary.inference = detector.as_deref().map(super::summary::InferenceSummary::of);
+        summary
     }
 }

@@ -56,6 +56,10 @@ pub enum RuntimeError {
     Thread(std::io::Error),
     #[error("dshost is shutting down")]
     ShuttingDown,
+    #[error(
+        "source `{0}` runs the ONNX detector, but no model is loaded: set `pipeline.onnx.model` (or --model FILE.onnx)"
+    )]
+    NoDetector(String),
     #[error("source `{id}`: {error}")]
     Uri { id: String, error: crate::pipeline::uri::UriError },
     #[error("GStreamer could not be initialised: {0}")]
@@ -88,6 +92,8 @@ pub struct RuntimeSettings {
     pub labels: Arc<LabelTable>,
     /// Frame rings for snapshots; `None` = off.
     pub rings: Option<RingSettings>,
+    /// The ONNX detector, when a source runs one.
+    pub detector: Option<Arc<crate::detect::onnx::OnnxDetector>>,
 }
 
 pub struct Runtime {
@@ -240,7 +246,17 @@ impl Runtime {
             None => {
                 let stage = StageContext {
                     outlet: outlet.clone(),
-                    objects: objects::stage_factory(&spec, &settings),
+                    objects: match objects::stage_factory(&spec, &settings) {
+                        Ok(factory) => factory,
+                        Err(error) => {
+                            outlet.queue.close();
+                            let _ = worker.join();
+                            if let Some(rings) = &settings.rings {
+                                rings.rings.remove(&id);
+                            }
+                            return Err(error);
+                        }
+                    },
                     frame_counter: Arc::new(AtomicU64::new(0)),
                     decode: selection.path,
                     min_width: settings.rings.as_ref().map_or(0, |r| r.min_width),

@@ -58,6 +58,68 @@ pub struct JournalSummary {
     pub replayed: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceInference {
+    pub source: String,
+    pub submitted: u64,
+    pub inferred: u64,
+    pub backlog_drops: u64,
+    pub errors: u64,
+    pub gated_fps: u64,
+    pub gated_motion: u64,
+    /// From submission to the result.
+    pub latency_ms_p50: Option<f64>,
+    pub latency_ms_p99: Option<f64>,
+}
+
+/// What the ONNX detector did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InferenceSummary {
+    pub model: String,
+    pub provider: &'static str,
+    pub runs: u64,
+    pub frames: u64,
+    pub run_errors: u64,
+    /// Per model run.
+    pub inference_ms_p50: Option<f64>,
+    pub inference_ms_p99: Option<f64>,
+    /// `[frames, runs]` for each batch size seen.
+    pub batch_sizes: Vec<(usize, u64)>,
+    pub sources: Vec<SourceInference>,
+}
+
+impl InferenceSummary {
+    pub fn of(detector: &crate::detect::onnx::OnnxDetector) -> Self {
+        let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64() * 1e3);
+        let m = detector.model_metrics();
+        InferenceSummary {
+            model: detector.model.info().file.clone(),
+            provider: detector.provider.as_str(),
+            runs: m.runs.load(Ordering::Relaxed),
+            frames: m.frames.load(Ordering::Relaxed),
+            run_errors: m.run_errors.load(Ordering::Relaxed),
+            inference_ms_p50: ms(m.inference.quantile(0.5)),
+            inference_ms_p99: ms(m.inference.quantile(0.99)),
+            batch_sizes: m.batch_sizes(),
+            sources: detector
+                .source_metrics()
+                .iter()
+                .map(|(source, s)| SourceInference {
+                    source: source.clone(),
+                    submitted: s.submitted.load(Ordering::Relaxed),
+                    inferred: s.inferred.load(Ordering::Relaxed),
+                    backlog_drops: s.backlog_drops.load(Ordering::Relaxed),
+                    errors: s.errors.load(Ordering::Relaxed),
+                    gated_fps: s.gated_fps.load(Ordering::Relaxed),
+                    gated_motion: s.gated_motion.load(Ordering::Relaxed),
+                    latency_ms_p50: ms(s.latency.quantile(0.5)),
+                    latency_ms_p99: ms(s.latency.quantile(0.99)),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The exit summary (`--summary-json` writes it as JSON).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunSummary {
@@ -69,6 +131,9 @@ pub struct RunSummary {
     pub suppressed: BTreeMap<&'static str, u64>,
     pub sinks: Vec<SinkSummary>,
     pub journal: JournalSummary,
+    /// Present when the ONNX detector ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inference: Option<InferenceSummary>,
 }
 
 impl RunSummary {
@@ -105,6 +170,7 @@ impl RunSummary {
                 errors: stats.journal_errors.load(Ordering::Relaxed),
                 replayed: stats.replayed.load(Ordering::Relaxed),
             },
+            inference: None,
         }
     }
 
@@ -114,11 +180,15 @@ impl RunSummary {
         for s in &self.sources {
             let _ = writeln!(
                 out,
-                "summary {}: {} frames decoded, {} given to strategies, {} dropped (strategy_backlog), {} restarts, {} objects, {} detections, state {}{}",
+                "summary {}: {} frames decoded, {} given to strategies, {} dropped (strategy_backlog){}, {} restarts, {} objects, {} detections, state {}{}",
                 s.id,
                 s.frames_decoded,
                 s.frames_to_strategies,
                 s.frames_dropped.strategy_backlog,
+                match s.frames_dropped.inference_backlog {
+                    0 => String::new(),
+                    n => format!(", {n} dropped (inference_backlog)"),
+                },
                 s.restarts,
                 s.objects,
                 s.detections,
@@ -147,6 +217,18 @@ impl RunSummary {
                 } else {
                     String::new()
                 }
+            );
+        }
+        if let Some(i) = &self.inference {
+            let _ = writeln!(
+                out,
+                "summary inference {} ({}): {} runs, {} frames, median {:.1} ms per run, p99 {:.1} ms",
+                i.model,
+                i.provider,
+                i.runs,
+                i.frames,
+                i.inference_ms_p50.unwrap_or(0.0),
+                i.inference_ms_p99.unwrap_or(0.0)
             );
         }
         if self.journal.errors > 0 {

@@ -66,6 +66,11 @@ pub struct SourceInferenceMetrics {
     pub backlog_drops: AtomicU64,
     /// Frames that failed.
     pub errors: AtomicU64,
+    /// Frames the model did not run on because of `detect.fps` (the tracker
+    /// carried boxes over them).
+    pub gated_fps: AtomicU64,
+    /// Frames the model did not run on because nothing moved (`motion_gate`).
+    pub gated_motion: AtomicU64,
     /// From submission to the result (queue wait + batch + inference).
     pub latency: Histogram,
 }
@@ -77,6 +82,8 @@ impl Default for SourceInferenceMetrics {
             inferred: AtomicU64::new(0),
             backlog_drops: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            gated_fps: AtomicU64::new(0),
+            gated_motion: AtomicU64::new(0),
             latency: Histogram::with_buckets(&INFERENCE_BUCKETS),
         }
     }

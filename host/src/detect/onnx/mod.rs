@@ -13,6 +13,7 @@
 //!   batching and per-source queues; [`metrics`]: what they count.
 
 pub mod decode;
+pub mod detector;
 pub mod format;
 pub mod labels;
 pub mod metrics;
@@ -23,8 +24,10 @@ pub mod preprocess;
 pub mod provider;
 pub mod runtime;
 pub mod session;
+pub mod stage;
 
 pub use decode::DecodeOptions;
+pub use detector::{DetectorError, OnnxDetector};
 pub use format::Family;
 pub use model::{BatchCapability, ModelError, ModelInfo, ModelOptions, OnnxModel};
 pub use pool::{Frame, InferencePool, InferenceResult, Pacing, PoolOptions, SourceHandle, Submitted};
@@ -32,3 +35,4 @@ pub use preprocess::{Preprocess, RgbImage, Transform};
 pub use provider::{select_provider, Provider, ProviderChoice, ProviderError, ProviderStatus, ProviderSupport};
 pub use runtime::{LibrarySearch, OrtRuntime, RuntimeError, RuntimeReport};
 pub use session::{FrameRef, InferenceError, InferenceSession, RunTiming};
+pub use stage::{OnnxStage, OnnxStageSettings};
