@@ -27,6 +27,7 @@ fn command_line(args: &RunArgs) -> CommandLine {
         strategies: args.strategies.clone(),
         alerts_jsonl: args.alerts_jsonl.clone(),
         model: args.model.clone(),
+        no_strategies: false,
     }
 }
 
@@ -155,8 +156,13 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
 }
 
 pub fn record(args: &RecordArgs) -> Result<ExitCode> {
-    let overrides =
-        CommandLine { sources: vec![args.source.clone()], model: args.model.clone(), ..CommandLine::default() };
+    let overrides = CommandLine {
+        sources: vec![args.source.clone()],
+        model: args.model.clone(),
+        // `record` runs no strategy: their files need not exist.
+        no_strategies: true,
+        ..CommandLine::default()
+    };
     let config = load_config(args.config.as_deref(), &overrides)?;
     let detector = dshost::runtime::objects::load_detector(&config).context("the ONNX detector cannot start")?;
     let labels = match &detector {

@@ -23,6 +23,8 @@ pub struct CommandLine {
     pub alerts_jsonl: Option<String>,
     /// `--model`: the ONNX detector's model.
     pub model: Option<PathBuf>,
+    /// Drop the config's strategies (commands that run none, e.g. `record`).
+    pub no_strategies: bool,
 }
 
 impl CommandLine {
@@ -30,6 +32,10 @@ impl CommandLine {
     pub fn apply(&self, config: &mut Config) {
         if let Some(model) = &self.model {
             config.pipeline.onnx.model = Some(model.clone());
+        }
+        if self.no_strategies {
+            config.strategies.clear();
+            config.alerts.strategies.clear();
         }
         if !self.sources.is_empty() {
             config.sources = self
