@@ -118,6 +118,58 @@ fn main() -> Result<()> {
         Ok(elapsed)
     };
 
+    // Throughput of bare ONNX Runtime with several threads, each running a
+    // session of its own (what the pool's workers do): images/s, the anchor
+    // the GPU stage is measured against (DSHOST_BENCH_SWEEP="1 2 4 8 16").
+    if let Ok(sweep) = std::env::var("DSHOST_BENCH_SWEEP") {
+        let seconds: f64 = std::env::var("DSHOST_BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5.0);
+        println!("| bare ORT threads (own session each) | images/s | p50 ms | p99 ms |");
+        println!("|---|---:|---:|---:|");
+        for count in sweep.split_whitespace().filter_map(|v| v.parse::<usize>().ok()) {
+            let mut sessions = Vec::new();
+            for _ in 0..count {
+                sessions.push(build_session(runtime, &options, None)?);
+            }
+            let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+            let input = &input;
+            let results: Vec<Result<Vec<Duration>>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = sessions
+                    .into_iter()
+                    .map(|mut session| {
+                        scope.spawn(move || -> Result<Vec<Duration>> {
+                            let mut times = Vec::new();
+                            // Warm-up run, not counted.
+                            let tensor = ort::value::TensorRef::from_array_view((shape, input.as_slice()))?;
+                            drop(session.run(ort::inputs![tensor])?);
+                            while Instant::now() < deadline {
+                                let tensor = ort::value::TensorRef::from_array_view((shape, input.as_slice()))?;
+                                let started = Instant::now();
+                                drop(session.run(ort::inputs![tensor])?);
+                                times.push(started.elapsed());
+                            }
+                            Ok(times)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("thread panicked"))))
+                    .collect()
+            });
+            let mut all = Vec::new();
+            for result in results {
+                all.extend(result?);
+            }
+            all.sort();
+            println!(
+                "| {count} | {:.0} | {:.2} | {:.2} |",
+                all.len() as f64 / seconds,
+                ms(percentile(&all, 0.5)),
+                ms(percentile(&all, 0.99))
+            );
+        }
+    }
+
     // The stage: one source, one worker, one frame in flight.
     let pool: InferencePool<u32> = InferencePool::for_model(
         &model,

@@ -130,6 +130,14 @@ pub struct ModelCheckArgs {
     /// Timed inferences after the warm-up (the report gives the median).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub runs: usize,
+    /// Throughput of bare inference: for each thread count (comma-separated,
+    /// e.g. `1,4,8`), that many threads, each with a session of its own, run
+    /// the model for `--seconds`; prints images/s and latency per count.
+    #[arg(long, value_name = "THREADS,...", value_delimiter = ',')]
+    pub throughput: Vec<usize>,
+    /// Seconds per `--throughput` step.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -211,5 +211,56 @@ pub fn check(args: &ModelCheckArgs) -> Result<ExitCode> {
         ms(median.decode),
         ms(info.probe_run)
     )?;
+    drop(out);
+    throughput(&model, &args.throughput, args.seconds)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Bare inference throughput: `count` threads, each with its own session,
+/// running a letterbox-grey frame back to back for `seconds`.
+fn throughput(model: &OnnxModel, counts: &[usize], seconds: f64) -> Result<()> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let pre = model.info().preprocess;
+    let image = vec![114u8; pre.input_width as usize * pre.input_height as usize * 3];
+    let decode = DecodeOptions::default();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "| threads (session each) | images/s | run ms p50 | run ms p99 |")?;
+    writeln!(out, "|---:|---:|---:|---:|")?;
+    for &count in counts.iter().filter(|&&c| c > 0) {
+        let mut sessions = Vec::new();
+        for _ in 0..count {
+            sessions.push(model.session(1)?);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs_f64(seconds.max(0.5));
+        let (image, decode) = (&image, &decode);
+        let mut times: Vec<Duration> = std::thread::scope(|scope| {
+            let handles: Vec<_> = sessions
+                .into_iter()
+                .map(|mut session| {
+                    scope.spawn(move || {
+                        let frame = FrameRef {
+                            image: RgbImage::packed(image, pre.input_width, pre.input_height),
+                            source_width: pre.input_width,
+                            source_height: pre.input_height,
+                        };
+                        let mut results = Vec::new();
+                        session.detect(&[frame], decode, &mut results); // warm-up
+                        let mut times = Vec::new();
+                        while std::time::Instant::now() < deadline {
+                            times.push(session.detect(&[frame], decode, &mut results).inference);
+                        }
+                        times
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        });
+        times.sort();
+        let at = |q: f64| times.get(((times.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or_default();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        writeln!(out, "| {count} | {:.0} | {:.2} | {:.2} |", times.len() as f64 / seconds, ms(at(0.5)), ms(at(0.99)))?;
+    }
+    Ok(())
 }
