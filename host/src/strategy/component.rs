@@ -1,14 +1,19 @@
 //! A loaded strategy component: compiled, checked against the contract,
 //! linked into an `InstancePre`, and described.
 
-use wasmtime::component::{Component, InstancePre};
-use wasmtime::Store;
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Engine, Store};
 
 use super::bindings::{HandlerIndices, StateIndices, StrategyInfo, HANDLER_INTERFACE, STATE_INTERFACE, WIT_PACKAGE};
-use super::engine::{CompileStats, StrategyEngine};
-use super::instance::classify;
-use super::sandbox::{GuestState, SandboxLimits};
+use super::sandbox::{self, GuestState, SandboxLimits};
 use super::{ContentHash, LoadError};
+
+/// How a component was obtained.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompileStats {
+    pub from_cache: bool,
+    pub duration: std::time::Duration,
+}
 
 /// Which world of the contract a component implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,17 +65,17 @@ const MAX_INFO_FIELD: usize = 256;
 
 impl StrategyComponent {
     pub(crate) fn link(
-        engine: &StrategyEngine,
+        engine: &Engine,
+        linker: &Linker<GuestState>,
         name: &str,
         component: Component,
         content_hash: ContentHash,
         compile: CompileStats,
         limits: &SandboxLimits,
     ) -> Result<Self, LoadError> {
-        let wasm_engine = engine.engine();
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(wasm_engine).map(|(n, _)| n.to_string()).collect();
-        let imports: Vec<String> = ty.imports(wasm_engine).map(|(n, _)| n.to_string()).collect();
+        let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+        let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
 
         // Export lookups accept semver-compatible versions (0.1.x).
         if component.get_export_index(None, HANDLER_INTERFACE).is_none() {
@@ -82,8 +87,7 @@ impl StrategyComponent {
             World::Stateless
         };
 
-        let pre = engine
-            .linker()
+        let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Imports { message: format!("{e:#}"), imports: imports.clone() })?;
         let handler = HandlerIndices::new(&pre).map_err(|e| LoadError::WrongInterface {
@@ -117,23 +121,20 @@ impl StrategyComponent {
 
 /// Calls `describe` in a throwaway instance and checks the answer.
 fn describe(
-    engine: &StrategyEngine,
+    engine: &Engine,
     pre: &InstancePre<GuestState>,
     handler: &HandlerIndices,
     name: &str,
     limits: &SandboxLimits,
 ) -> Result<StrategyInfo, LoadError> {
-    let mut store = Store::new(engine.engine(), GuestState::new(limits, name, "-"));
-    store.limiter(|state| state.limiter());
-    store.set_epoch_deadline(StrategyEngine::ticks(limits.setup_timeout));
-    store.epoch_deadline_trap();
+    let mut store = sandbox::new_store(engine, limits, name, "-", limits.setup_timeout);
     let call = |store: &mut Store<GuestState>| -> wasmtime::Result<StrategyInfo> {
         let instance = pre.instantiate(&mut *store)?;
         let guest = handler.load(&mut *store, &instance)?;
         guest.call_describe(&mut *store)
     };
     let info = call(&mut store).map_err(|error| {
-        let kind = classify(&error, store.data());
+        let kind = sandbox::classify(&error, store.data());
         LoadError::Describe(format!("{kind}: {error:#}"))
     })?;
     let fields = [("name", &info.name), ("version", &info.version), ("description", &info.description)];

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::{Store, Trap};
+use wasmtime::Store;
 
 use super::bindings::{Detection, FrameHeader, Handler, HostContext, State};
 use super::component::StrategyComponent;
 use super::engine::StrategyEngine;
 use super::metrics::ErrorKind;
-use super::sandbox::{GuestState, SandboxLimits};
+use super::sandbox::{self, classify, deadline_ticks, GuestState, SandboxLimits};
 use crate::frame::{CompactFrame, LabelTable};
 
 /// A failed call into the guest.
@@ -24,16 +24,6 @@ pub struct CallError {
 impl CallError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         CallError { kind, message: message.into() }
-    }
-}
-
-/// Names the failure behind a wasmtime error.
-pub(crate) fn classify(error: &wasmtime::Error, state: &GuestState) -> ErrorKind {
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => ErrorKind::Timeout,
-        Some(_) if state.memory_denied() => ErrorKind::MemoryLimit,
-        _ if state.memory_denied() => ErrorKind::MemoryLimit,
-        _ => ErrorKind::Trap,
     }
 }
 
@@ -67,11 +57,9 @@ impl StrategyInstance {
         settings: &InstanceSettings,
     ) -> Result<Self, CallError> {
         let limits = &settings.limits;
-        let mut store = Store::new(engine.engine(), GuestState::new(limits, &component.name, &settings.source_id));
-        store.limiter(|state| state.limiter());
-        store.epoch_deadline_trap();
-        let setup_ticks = StrategyEngine::ticks(limits.setup_timeout);
-        store.set_epoch_deadline(setup_ticks);
+        let mut store =
+            sandbox::new_store(engine.engine(), limits, &component.name, &settings.source_id, limits.setup_timeout);
+        let setup_ticks = deadline_ticks(limits.setup_timeout);
 
         let instance = component
             .pre
@@ -110,7 +98,7 @@ impl StrategyInstance {
             store,
             handler,
             state,
-            call_ticks: StrategyEngine::ticks(limits.call_timeout),
+            call_ticks: deadline_ticks(limits.call_timeout),
             setup_ticks,
             header: FrameHeader {
                 source_id: settings.source_id.to_string(),

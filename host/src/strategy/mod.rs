@@ -24,8 +24,8 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-pub use component::{StrategyComponent, World};
-pub use engine::{CompileStats, EngineOptions, StrategyEngine};
+pub use component::{CompileStats, StrategyComponent, World};
+pub use engine::{EngineOptions, StrategyEngine};
 pub use instance::{CallError, InstanceSettings, StrategyInstance};
 pub use metrics::{ErrorKind, StrategyMetrics};
 pub use sandbox::SandboxLimits;
