@@ -12,6 +12,7 @@ pub mod component;
 pub mod engine;
 pub mod instance;
 pub mod metrics;
+pub mod packed;
 pub mod reload;
 pub mod replay;
 pub mod sandbox;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
+pub use bindings::Contract;
 pub use component::{CompileStats, StrategyComponent, World};
 pub use engine::{EngineOptions, StrategyEngine};
 pub use instance::{CallError, InstanceSettings, StrategyInstance};

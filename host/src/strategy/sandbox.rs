@@ -15,7 +15,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{self, LogLevel, StatefulStrategy};
+use super::bindings::{v0_1, v0_2, LogLevel};
 use super::metrics::ErrorKind;
 
 /// One epoch tick. Deadlines are whole ticks, so this is their resolution.
@@ -70,10 +70,12 @@ pub(crate) fn new_store(
     store
 }
 
-/// Links what a guest may import: deny-all WASI 0.2 and the `host` interface.
+/// Links what a guest may import: deny-all WASI 0.2 and the `host`
+/// interface of every contract version the host implements.
 pub(crate) fn link_host(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
-    StatefulStrategy::add_to_linker::<GuestState, HasSelf<GuestState>>(linker, |state| state)
+    v0_1::StatefulStrategy::add_to_linker::<GuestState, HasSelf<GuestState>>(linker, |state| state)?;
+    v0_2::StatefulStrategy::add_to_linker::<GuestState, HasSelf<GuestState>>(linker, |state| state)
 }
 
 /// Names the failure behind a wasmtime error from a call into the guest.
@@ -133,11 +135,19 @@ impl WasiView for GuestState {
     }
 }
 
-impl bindings::dshost::strategy::types::Host for GuestState {}
+impl v0_1::dshost::strategy::types::Host for GuestState {}
 
-impl bindings::dshost::strategy::host::Host for GuestState {
+impl v0_1::dshost::strategy::host::Host for GuestState {
     fn log(&mut self, level: LogLevel, message: String) {
         self.log.write(level, &message);
+    }
+}
+
+impl v0_2::dshost::strategy::types::Host for GuestState {}
+
+impl v0_2::dshost::strategy::host::Host for GuestState {
+    fn log(&mut self, level: v0_2::dshost::strategy::host::LogLevel, message: String) {
+        self.log.write(level.into(), &message);
     }
 }
 
