@@ -332,7 +332,7 @@ fn the_throttle_turns_a_stream_of_detections_into_one_alert_per_object() {
 }
 
 /// A looping file keeps producing: a 2 s clip of a moving ball, `loop: true`,
-/// run for several of its lengths; the motion detector's objects keep turning
+/// played as fast as it decodes for several of its lengths; the motion detector's objects keep turning
 /// into alerts after every rewind (video time starts over), and every alert
 /// keeps an id of its own.
 #[test]
@@ -348,7 +348,7 @@ fn looping_files_keep_producing_alerts_after_every_rewind() {
         dir.path(),
         "loop.yaml",
         &format!(
-            "sources:\n  - {{id: ball, uri: {}, loop: true, realtime: true, detector: motion}}\n\
+            "sources:\n  - {{id: ball, uri: {}, loop: true, detector: motion}}\n\
              strategies:\n  - path: {}\n    config: {{min_confidence: 0.0}}\n\
              alerts:\n  throttle: {{cooldown_seconds: 0.5}}\n",
             clip.display(),
@@ -357,7 +357,7 @@ fn looping_files_keep_producing_alerts_after_every_rewind() {
     );
     let alerts_path = dir.path().join("alerts.jsonl");
     let output =
-        dshost(&["run", "--config", &config, "--duration", "7", "--alerts-jsonl", &alerts_path.to_string_lossy()]);
+        dshost(&["run", "--config", &config, "--duration", "6", "--alerts-jsonl", &alerts_path.to_string_lossy()]);
     assert!(output.status.success(), "{}", stderr(&output));
     let alerts = json_lines(&std::fs::read_to_string(&alerts_path).unwrap());
     // Each rewind starts video time over: count the plays that alerted.
@@ -370,7 +370,8 @@ fn looping_files_keep_producing_alerts_after_every_rewind() {
         }
         last_pts = pts;
     }
-    assert!(plays >= 3, "alerts from {plays} plays of the 2 s clip in 7 s: {} alerts", alerts.len());
+    // Played as fast as it decodes: many plays in 6 s (5 in a debug build).
+    assert!(plays >= 3, "alerts from {plays} plays of the 2 s clip in 6 s: {} alerts", alerts.len());
     let ids: BTreeSet<&str> = alerts.iter().map(|a| a["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), alerts.len(), "alert ids repeat across plays");
 }

@@ -204,8 +204,14 @@ export function pack(detections) {
  * strategy source is the same for both contract versions.
  */
 export function packedHandler(handler) {
+  // Every call goes to the strategy's own object, so `this` stays the same.
   return {
-    ...handler,
+    describe() {
+      return handler.describe();
+    },
+    configure(config, context) {
+      return handler.configure(config, context);
+    },
     process(frame, objects) {
       return pack(handler.process(frame, objects));
     },
