@@ -173,9 +173,10 @@ sleep 3 # the subscriber's last messages
 kill "${pids[@]}" 2>/dev/null || true
 "$dshost" --data-dir "$out/data" alerts list --json >"$out/journal.jsonl"
 
-"$venv/bin/python" - "$out" "$duration" "$reloads" <<'PY'
+"$venv/bin/python" - "$out" "$duration" "$reloads" "$reload_every" "$rtsp_every" "$mqtt_every" <<'PY'
 import csv, json, sys
 out, duration, reloads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+reload_every, rtsp_every, mqtt_every = (int(v) for v in sys.argv[4:7])
 rows = [tuple(int(v) for v in r.values()) for r in csv.DictReader(open(f"{out}/samples.csv"))]
 warmup = min(600, duration // 6)
 def slope(col):
@@ -235,7 +236,8 @@ for ax, col, label in zip(axes, (1, 2, 3), ("RSS, MiB", "open fds", "threads")):
     ax.set_ylabel(label)
     ax.axvline(warmup / 60, color="grey", ls=":", lw=1)
     ax.grid(alpha=0.3)
-axes[0].set_title(f"dshost soak: 8 sources, reload every 10 s, camera killed every 3 min, broker restarted every 5 min")
+axes[0].set_title(f"dshost soak: 8 sources, reload every {reload_every} s, camera killed every {rtsp_every} s, "
+                  f"broker restarted every {mqtt_every} s", fontsize=10)
 axes[-1].set_xlabel("minutes")
 fig.tight_layout()
 fig.savefig(f"{out}/soak.png", dpi=100)
