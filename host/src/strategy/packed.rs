@@ -174,6 +174,18 @@ mod tests {
         assert_eq!(unpack(packed).unwrap(), detections);
     }
 
+    /// Found by the `guest_output` fuzz target: a NaN confidence (which
+    /// validation later rejects) must survive unpack and pack bit for bit.
+    #[test]
+    fn non_finite_values_round_trip_bit_for_bit() {
+        let mut records = record(0, 1, 1, 7);
+        records[16..20].copy_from_slice(&[0xff; 4]);
+        let packed = PackedDetections { records, patterns: vec!["a".into()], attributes: vec![] };
+        let detections = unpack(packed.clone()).unwrap();
+        assert!(detections[0].confidence.is_nan());
+        assert_eq!(pack(&detections), packed);
+    }
+
     #[test]
     fn refuses_malformed_packing() {
         let packed = |records: Vec<u8>, attributes: Vec<Attribute>| PackedDetections {
