@@ -65,18 +65,23 @@ build yolo_filter_py "$(inputs_hash "$py_label" sdk/python/dshost_strategy.py st
   "$venv_bin/componentize-py" -q -d wit -w strategy componentize --stub-wasi \
   -p sdk/python -p strategies/yolo_filter_py app -o "$work/yolo_filter_py.wasm"
 
-# JavaScript: componentize-qjs (QuickJS), non-async runtime, WASI stubbed.
-# The SDK module is copied next to the strategy so its relative import resolves.
-js_build() {
-  local dir="$work/js/$1"
-  rm -rf "$dir" && mkdir -p "$dir"
-  cp "strategies/$1/"*.js sdk/js/dshost_strategy.js "$dir/"
-  "$npm_bin/componentize-qjs" --wit wit --js "$dir/strategy.js" --module-root "$dir" -n strategy --sync --stub-wasi \
-    -o "$work/$1.wasm" >/dev/null
-}
+# JavaScript: componentize-qjs (QuickJS), non-async runtime, WASI stubbed
+# (sdk/js/componentize.sh: the SDK module next to the strategy, and for 0.2.0
+# the SDK's packing handler as the export).
 js_label="componentize-qjs $(node -p 'require(process.argv[1]).version' "$tools/npm/node_modules/componentize-qjs/package.json")"
-build yolo_filter_js "$(inputs_hash "$js_label" sdk/js/dshost_strategy.js strategies/yolo_filter_js wit)" \
-  js_build yolo_filter_js
+build yolo_filter_js "$(inputs_hash "$js_label" sdk/js/dshost_strategy.js sdk/js/componentize.sh strategies/yolo_filter_js wit)" \
+  bash sdk/js/componentize.sh strategies/yolo_filter_js "$work/yolo_filter_js.wasm" wit
+
+# The same ports built against the previous contract (dshost:strategy@0.1.0),
+# which the host keeps accepting: the "before" of the packed-result change.
+build yolo_filter_c_v0_1 "$(inputs_hash "$c_label" sdk/c strategies/yolo_filter_c wit)" \
+  make --no-print-directory -s -C strategies/yolo_filter_c BUILD="$work/c_v0_1" OUT="$work/yolo_filter_c_v0_1.wasm" \
+  CONTRACT=0.1.0 WASM_TOOLS="$venv_bin/wasm-tools" ADAPTER="$adapter"
+build yolo_filter_py_v0_1 "$(inputs_hash "$py_label" sdk/python/dshost_strategy.py strategies/yolo_filter_py wit)" \
+  "$venv_bin/componentize-py" -q -d wit/0.1.0 -w strategy componentize --stub-wasi \
+  -p sdk/python -p strategies/yolo_filter_py app -o "$work/yolo_filter_py_v0_1.wasm"
+build yolo_filter_js_v0_1 "$(inputs_hash "$js_label" sdk/js/dshost_strategy.js sdk/js/componentize.sh strategies/yolo_filter_js wit)" \
+  bash sdk/js/componentize.sh strategies/yolo_filter_js "$work/yolo_filter_js_v0_1.wasm" wit/0.1.0
 
 if [ "${#built[@]}" -gt 0 ]; then
   echo "strategies: ${built[*]} -> $out"

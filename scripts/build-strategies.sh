@@ -32,7 +32,20 @@ fi
 cargo build --quiet --profile strategy --target wasm32-wasip2 -p marker
 cp -p "$out/marker.wasm" "$out/marker_a.wasm.tmp" && mv "$out/marker_a.wasm.tmp" "$out/marker_a.wasm"
 
-echo "strategies: ${crates[*]} marker_b -> $out"
+# Builds against the previous contract (dshost:strategy@0.1.0), which the host
+# keeps accepting: <name>_v0_1.wasm. Cargo keeps both feature sets' artifacts,
+# so switching back to the default costs a copy, not a rebuild.
+legacy=(yolo_filter hostile)
+for c in "${legacy[@]}"; do
+  cargo build --quiet --profile strategy --target wasm32-wasip2 -p "$c" --features contract-0-1
+  src="$target_dir/wasm32-wasip2/strategy/$c.wasm"
+  if ! cmp -s "$src" "$out/${c}_v0_1.wasm"; then
+    cp "$src" "$out/${c}_v0_1.wasm.tmp" && mv "$out/${c}_v0_1.wasm.tmp" "$out/${c}_v0_1.wasm"
+  fi
+done
+cargo build --quiet --profile strategy --target wasm32-wasip2 "${args[@]}"
+
+echo "strategies: ${crates[*]} marker_b ${legacy[*]/%/_v0_1} -> $out"
 
 # The yolo_filter ports written with the C, Python and JavaScript SDKs.
 bash "$root/scripts/build-sdk-strategies.sh"

@@ -30,7 +30,18 @@ set +e
 cargo test --workspace 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+# The fuzz targets (fuzz/), briefly, so they keep building and the small
+# corpus keeps passing; DSHOST_FUZZ_SECONDS=0 skips them.
+fuzz_seconds="${DSHOST_FUZZ_SECONDS:-20}"
+fuzz_status=0
+if [ "$fuzz_seconds" != 0 ]; then
+  bash scripts/fuzz.sh "$fuzz_seconds" || fuzz_status=$?
+fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i == "passed;") p += $(i-1); if ($i == "failed;") f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 rm -f "$log"
+if [ "$status" -eq 0 ] && [ "$fuzz_status" -ne 0 ]; then
+  echo "tests: the fuzz run failed" >&2
+  exit "$fuzz_status"
+fi
 exit "$status"

@@ -113,12 +113,23 @@ fn strategy_check_describes_components() {
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["name"], "line_crossing");
     assert_eq!(report["world"], "stateful-strategy");
-    assert_eq!(report["interface"], "dshost:strategy@0.1.0");
+    // scripts/build-strategies.sh builds the examples against wit/ (0.2.0).
+    assert_eq!(report["interface"], "dshost:strategy@0.2.0");
     assert_eq!(report["needs_tracking"], true);
 
     let human = dshost(&["strategy", "check", &path(common::strategy("yolo_filter"))]);
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(text.contains("valid strategy component") && text.contains("world:       strategy"), "{text}");
+    assert!(text.contains("contract:    0.2.0 (packed detections)"), "{text}");
+
+    // ...and yolo_filter once more against wit/0.1.0/.
+    let old = dshost(&["strategy", "check", "--json", &path(common::strategy("yolo_filter_v0_1"))]);
+    assert!(old.status.success(), "{}", String::from_utf8_lossy(&old.stderr));
+    let report: Value = serde_json::from_slice(&old.stdout).unwrap();
+    assert_eq!(report["interface"], "dshost:strategy@0.1.0");
+    let human = dshost(&["strategy", "check", &path(common::strategy("yolo_filter_v0_1"))]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("contract:    0.1.0 (one record per detection)"), "{text}");
 }
 
 #[test]

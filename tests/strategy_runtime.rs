@@ -333,3 +333,41 @@ fn compiled_components_come_from_the_cache() {
     assert!(!third.compile.from_cache);
     assert_eq!(third.version, first.version);
 }
+
+/// Contract 0.2.0 (packed detections) and 0.1.0 (one record per detection)
+/// are validated by the same rules: the hostile fixture built against each
+/// (`hostile`, `hostile_v0_1`) gets the same outcome, detection for
+/// detection, the same counts and the same errors.
+#[test]
+fn both_contract_versions_are_validated_alike() {
+    let roomy =
+        SandboxLimits { memory_bytes: 512 << 20, call_timeout: Duration::from_secs(10), ..SandboxLimits::default() };
+    let objects = [person(1), Object { left: -400.0, ..person(2) }, Object { object_id: UNTRACKED, ..person(3) }];
+    for mode in ["well_behaved", "bad_numbers", "huge_strings", "million_detections", "guest_error"] {
+        let config = format!(r#"{{"mode": "{mode}"}}"#);
+        let mut outcomes = Vec::new();
+        for name in ["hostile", "hostile_v0_1"] {
+            let mut instance = start_with(name, "cam-1", &config, roomy.clone());
+            let outcome = instance.process(&frame(7, &objects));
+            let metrics = instance.metrics();
+            let counts =
+                (metrics.detections.load(Ordering::Relaxed), metrics.invalid_detections.load(Ordering::Relaxed));
+            outcomes.push((outcome, counts));
+        }
+        assert_eq!(outcomes[0], outcomes[1], "mode {mode}: 0.2.0 and 0.1.0 builds judged differently");
+        // Each mode exercises what it is meant to (else the comparison proves little).
+        let (outcome, (kept, invalid)) = &outcomes[0];
+        match mode {
+            // The second object lies entirely left of the frame.
+            "well_behaved" => assert_eq!((*kept, *invalid), (2, 1), "{outcome:?}"),
+            "bad_numbers" => assert_eq!((*kept, *invalid), (1, 5), "{outcome:?}"),
+            "huge_strings" => assert_eq!((*kept, *invalid), (1, 2), "{outcome:?}"),
+            "million_detections" => {
+                assert!(matches!(outcome, Outcome::Failed(e) if e.kind == ErrorKind::InvalidOutput), "{outcome:?}")
+            }
+            _ => assert!(matches!(outcome, Outcome::Failed(e) if e.kind == ErrorKind::GuestError), "{outcome:?}"),
+        }
+    }
+    assert_eq!(load("hostile").contract, dshost::strategy::Contract::V0_2);
+    assert_eq!(load("hostile_v0_1").contract, dshost::strategy::Contract::V0_1);
+}

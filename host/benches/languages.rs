@@ -1,5 +1,5 @@
 //! The same strategy (`yolo_filter`) written in Rust, C, Python and
-//! JavaScript: component size, compile time through the host's engine (cold,
+//! JavaScript, each built against contract 0.2.0 and 0.1.0: component size, compile time through the host's engine (cold,
 //! then from its on-disk cache), instantiate + configure, the first call, and
 //! the per-frame cost with 100 objects, with ratios against the Rust
 //! component measured in the same run.
@@ -135,10 +135,20 @@ fn bench(name: &str, path: &PathBuf, frame: &CompactFrame) -> anyhow::Result<Row
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut components: Vec<(String, PathBuf)> = ["yolo_filter", "yolo_filter_c", "yolo_filter_py", "yolo_filter_js"]
-        .iter()
-        .map(|name| (name.to_string(), strategies_dir().join(format!("{name}.wasm"))))
-        .collect();
+    // Each language built against contract 0.2.0 (packed detections) and,
+    // as `*_v0_1`, against 0.1.0 (one record per detection): before and after.
+    let names = [
+        "yolo_filter",
+        "yolo_filter_v0_1",
+        "yolo_filter_c",
+        "yolo_filter_c_v0_1",
+        "yolo_filter_py",
+        "yolo_filter_py_v0_1",
+        "yolo_filter_js",
+        "yolo_filter_js_v0_1",
+    ];
+    let mut components: Vec<(String, PathBuf)> =
+        names.iter().map(|name| (name.to_string(), strategies_dir().join(format!("{name}.wasm")))).collect();
     if let Ok(extra) = std::env::var("DSHOST_BENCH_EXTRA") {
         for item in extra.split(',').filter(|s| !s.is_empty()) {
             let (name, path) = item.split_once('=').ok_or_else(|| anyhow::anyhow!("DSHOST_BENCH_EXTRA: {item}"))?;

@@ -1,7 +1,9 @@
 //! Per-frame cost of a strategy call: encode the frame's objects, call
-//! `yolo_filter` in its sandbox, validate what it returns. Baselines measured
-//! in the same run: the same filter compiled natively into the host, and the
-//! same work fed as typed WIT records instead of bytes.
+//! `yolo_filter` in its sandbox, validate what it returns; once built against
+//! contract 0.2.0 (packed detections) and once against 0.1.0 (one record per
+//! detection). Baselines measured in the same run: the same filter compiled
+//! natively into the host, and the same work fed as typed WIT records
+//! instead of bytes.
 //!
 //! Run: `scripts/build-strategies.sh && cargo bench -p dshost --bench strategy_call`
 //! Prints a Markdown table (recorded in docs/benchmarks.md).
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use dshost::frame::{CompactFrame, LabelTable, Object, Objects};
 use dshost::strategy::validate::validate;
-use dshost::strategy::{EngineOptions, InstanceSettings, SandboxLimits, StrategyEngine, StrategyInstance};
+use dshost::strategy::{Contract, EngineOptions, InstanceSettings, SandboxLimits, StrategyEngine, StrategyInstance};
 use dshost_sdk::{FrameHeader, HostContext, Strategy};
 use wasmtime::component::{Component, Linker};
 use wasmtime::Store;
@@ -54,13 +56,17 @@ fn fill(frame: &mut CompactFrame, objects: &[Object]) {
 
 fn main() -> anyhow::Result<()> {
     let yolo = strategies_dir().join("yolo_filter.wasm");
+    let yolo_v0_1 = strategies_dir().join("yolo_filter_v0_1.wasm");
     let bench = strategies_dir().join("bench_records.wasm");
-    if !yolo.exists() || !bench.exists() {
+    if !yolo.exists() || !yolo_v0_1.exists() || !bench.exists() {
         anyhow::bail!("strategy components missing: run scripts/build-strategies.sh first");
     }
     let engine = StrategyEngine::new(EngineOptions::default())?;
     let limits = SandboxLimits::default();
     let component = engine.load_file("yolo_filter", &yolo, &limits)?;
+    let component_v0_1 = engine.load_file("yolo_filter_v0_1", &yolo_v0_1, &limits)?;
+    anyhow::ensure!(component.contract == Contract::V0_2, "yolo_filter.wasm is not a 0.2.0 build");
+    anyhow::ensure!(component_v0_1.contract == Contract::V0_1, "yolo_filter_v0_1.wasm is not a 0.1.0 build");
     let labels = Arc::new(LabelTable::coco());
     let settings = InstanceSettings {
         source_id: Arc::from("bench"),
@@ -69,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         limits: limits.clone(),
     };
     let mut instance = StrategyInstance::new(&engine, component, &settings)?;
+    let mut instance_v0_1 = StrategyInstance::new(&engine, component_v0_1, &settings)?;
     let context =
         HostContext { source_id: "bench".into(), class_labels: labels.labels().to_vec(), host_version: "bench".into() };
     let mut native = yolo_filter::YoloFilter::configure(CONFIG, &context).map_err(anyhow::Error::msg)?;
@@ -83,8 +90,8 @@ fn main() -> anyhow::Result<()> {
     let bench_guest = records::Bench::instantiate(&mut bench_store, &bench_component, &linker)
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
-    println!("| objects | wasm: encode + call + validate | native filter in host | ratio | wasm, records | wasm, bytes | records / bytes |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| objects | detections | 0.2.0: encode + call + validate | 0.1.0: same | 0.1.0 / 0.2.0 | native filter in host | 0.2.0 / native | wasm, records | wasm, bytes | records / bytes |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for count in [0usize, 10, 100, 1000] {
         let objects = objects(count);
         let iterations = if count >= 1000 { 2_000 } else { 20_000 };
@@ -92,13 +99,23 @@ fn main() -> anyhow::Result<()> {
         frame.width = 1280;
         frame.height = 720;
 
-        let wasm = measure(iterations, || {
-            fill(&mut frame, &objects);
-            frame.frame_number += 1;
-            let detections = instance.process(&frame).unwrap_or_default();
-            let kept = detections.into_iter().filter_map(|d| validate(d, frame.width, frame.height).ok()).count();
-            black_box(kept);
-        });
+        // Both builds must answer alike, or the comparison means nothing.
+        fill(&mut frame, &objects);
+        let found = instance.process(&frame).map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::ensure!(found == instance_v0_1.process(&frame).map_err(|e| anyhow::anyhow!("{e}"))?);
+        let detections = found.len();
+
+        let mut call = |instance: &mut StrategyInstance| {
+            measure(iterations, || {
+                fill(&mut frame, &objects);
+                frame.frame_number += 1;
+                let detections = instance.process(&frame).unwrap_or_default();
+                let kept = detections.into_iter().filter_map(|d| validate(d, frame.width, frame.height).ok()).count();
+                black_box(kept);
+            })
+        };
+        let wasm = call(&mut instance);
+        let wasm_v0_1 = call(&mut instance_v0_1);
 
         let header = FrameHeader { source_id: "bench".into(), frame_number: 0, pts_ns: 0, width: 1280, height: 720 };
         let native_cost = measure(iterations, || {
@@ -130,14 +147,17 @@ fn main() -> anyhow::Result<()> {
         });
 
         let us = |d: Duration| format!("{:.2} µs", d.as_secs_f64() * 1e6);
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-12);
         println!(
-            "| {count} | {} | {} | {:.1}x | {} | {} | {:.2}x |",
+            "| {count} | {detections} | {} | {} | {:.2}x | {} | {:.1}x | {} | {} | {:.2}x |",
             us(wasm),
+            us(wasm_v0_1),
+            ratio(wasm_v0_1, wasm),
             us(native_cost),
-            wasm.as_secs_f64() / native_cost.as_secs_f64().max(1e-12),
+            ratio(wasm, native_cost),
             us(records_cost),
             us(bytes_cost),
-            records_cost.as_secs_f64() / bytes_cost.as_secs_f64().max(1e-12),
+            ratio(records_cost, bytes_cost),
         );
     }
     Ok(())

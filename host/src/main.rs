@@ -130,7 +130,7 @@ fn strategy_check(data_dir: &Path, file: &Path, json: bool) -> Result<ExitCode> 
         "file": file.display().to_string(),
         "valid": true,
         "world": component.world.as_str(),
-        "interface": dshost::strategy::bindings::WIT_PACKAGE,
+        "interface": component.contract.package(),
         "name": component.info.name,
         "version": component.info.version,
         "strategy_version": component.version,
@@ -149,7 +149,12 @@ fn strategy_check(data_dir: &Path, file: &Path, json: bool) -> Result<ExitCode> 
         println!("  name:        {} {}", component.info.name, component.info.version);
         println!("  version tag: {}", component.version);
         println!("  description: {}", component.info.description);
-        println!("  world:       {} ({})", component.world.as_str(), dshost::strategy::bindings::WIT_PACKAGE);
+        println!("  world:       {} ({})", component.world.as_str(), component.contract.package());
+        let form = match component.contract {
+            dshost::strategy::Contract::V0_1 => "one record per detection",
+            dshost::strategy::Contract::V0_2 => "packed detections",
+        };
+        println!("  contract:    {} ({form})", component.contract.version());
         let classes =
             if component.info.classes.is_empty() { "all".to_string() } else { component.info.classes.join(", ") };
         println!("  classes:     {classes}");

@@ -21,18 +21,23 @@ BUILD ?= build
 OUT ?= $(BUILD)/$(NAME).wasm
 OPT ?= -O2
 
-SDK_SOURCES := $(DSHOST_SDK_C)/src/dshost_strategy.c $(DSHOST_SDK_C)/bindings/strategy.c
-SDK_HEADERS := $(DSHOST_SDK_C)/include/dshost_strategy.h $(DSHOST_SDK_C)/bindings/strategy.h
+# Contract version: 0.2.0 (packed detections, bindings/) or 0.1.0
+# (bindings/0.1.0/); the strategy source is the same for both.
+CONTRACT ?= 0.2.0
+BINDINGS := $(DSHOST_SDK_C)/bindings$(if $(filter 0.1.0,$(CONTRACT)),/0.1.0)
+
+SDK_SOURCES := $(DSHOST_SDK_C)/src/dshost_strategy.c $(BINDINGS)/strategy.c
+SDK_HEADERS := $(DSHOST_SDK_C)/include/dshost_strategy.h $(BINDINGS)/strategy.h
 WASM_CFLAGS := --target=wasm32-wasi -mexec-model=reactor -std=c11 -Wall -Wextra \
-  -I$(DSHOST_SDK_C)/include -I$(DSHOST_SDK_C)/bindings
+  -I$(DSHOST_SDK_C)/include -I$(BINDINGS)
 
 .PHONY: all clean
 all: $(OUT)
 
-$(BUILD)/$(NAME).core.wasm: $(SOURCES) $(SDK_SOURCES) $(SDK_HEADERS) $(DSHOST_SDK_C)/bindings/strategy_component_type.o
+$(BUILD)/$(NAME).core.wasm: $(SOURCES) $(SDK_SOURCES) $(SDK_HEADERS) $(BINDINGS)/strategy_component_type.o
 	@mkdir -p $(BUILD)
 	$(CLANG) $(WASM_CFLAGS) $(OPT) $(CFLAGS) -Wl,--strip-debug $(SOURCES) $(SDK_SOURCES) \
-	  $(DSHOST_SDK_C)/bindings/strategy_component_type.o -o $@
+	  $(BINDINGS)/strategy_component_type.o -o $@
 
 $(OUT): $(BUILD)/$(NAME).core.wasm
 	@mkdir -p $(dir $(OUT))

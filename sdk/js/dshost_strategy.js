@@ -145,6 +145,79 @@ export function detect(pattern) {
   return new DetectionBuilder(pattern);
 }
 
+const PACKED_RECORD_SIZE = 32;
+const LEVEL_CODES = { low: 0, medium: 1, high: 2, critical: 3 };
+
+/**
+ * Packs an array of detections into contract 0.2.0's `packed-detections`:
+ * one 32-byte little-endian record each (box, confidence, pattern index,
+ * level, flags, object id), every distinct pattern once, attributes tagged
+ * with their record (see wit/strategy.wit).
+ */
+export function pack(detections) {
+  const count = detections.length;
+  const records = new Uint8Array(count * PACKED_RECORD_SIZE);
+  const view = new DataView(records.buffer);
+  const patterns = [];
+  const index = new Map();
+  const attributes = [];
+  for (let i = 0, at = 0; i < count; i++, at += PACKED_RECORD_SIZE) {
+    const d = detections[i];
+    let slot = index.get(d.pattern);
+    if (slot === undefined) {
+      slot = patterns.length;
+      if (slot > 0xffff) throw `more than ${0xffff + 1} distinct patterns in one frame`;
+      index.set(d.pattern, slot);
+      patterns.push(d.pattern);
+    }
+    const b = d.bbox;
+    view.setFloat32(at, b.left, true);
+    view.setFloat32(at + 4, b.top, true);
+    view.setFloat32(at + 8, b.width, true);
+    view.setFloat32(at + 12, b.height, true);
+    view.setFloat32(at + 16, d.confidence, true);
+    view.setUint16(at + 20, slot, true);
+    const level = LEVEL_CODES[d.level];
+    if (level === undefined) throw `unknown level ${JSON.stringify(d.level)}; use low, medium, high or critical`;
+    view.setUint8(at + 22, level);
+    const id = d.objectId;
+    if (id !== undefined && id !== null) {
+      view.setUint8(at + 23, 1);
+      if (typeof id === "bigint") {
+        view.setBigUint64(at + 24, id, true);
+      } else {
+        view.setUint32(at + 24, id % 4294967296, true);
+        view.setUint32(at + 28, Math.floor(id / 4294967296), true);
+      }
+    }
+    for (const [key, value] of d.attributes ?? []) {
+      attributes.push({ detection: i, key, value });
+    }
+  }
+  return { records, patterns, attributes };
+}
+
+/**
+ * For builds against contract 0.2.0 (wit/): a handler whose `process` packs
+ * the array the strategy's own `process` returns. The SDK's build scripts
+ * export `packedHandler(handler)` in place of the strategy's `handler`, so the
+ * strategy source is the same for both contract versions.
+ */
+export function packedHandler(handler) {
+  // Every call goes to the strategy's own object, so `this` stays the same.
+  return {
+    describe() {
+      return handler.describe();
+    },
+    configure(config, context) {
+      return handler.configure(config, context);
+    },
+    process(frame, objects) {
+      return pack(handler.process(frame, objects));
+    },
+  };
+}
+
 /** A config problem; strategies turn it into the error `configure` throws. */
 export class ConfigError extends Error {}
 

@@ -17,6 +17,12 @@ results and the same error messages:
 - :func:`f32`, :func:`fmt_f32`, :class:`Polygon`, :func:`normalize`:
   single-precision arithmetic, so comparisons and zone tests agree bit for
   bit with strategies written in Rust or C (which compute in ``f32``).
+
+Contract versions: built against ``wit/`` (``dshost:strategy@0.2.0``),
+``process`` must return packed detections; this module then wraps the
+``process`` of every ``exports.Handler`` subclass so that it packs the list
+the author returns (:func:`pack`). Built against ``wit/0.1.0/`` the list is
+returned as it is. Either way a strategy returns a list of detections.
 """
 
 import json
@@ -25,12 +31,13 @@ from collections import namedtuple
 from decimal import Decimal
 
 from componentize_py_types import Err
+from wit_world import exports
 from wit_world.imports import host, types
 
 __all__ = [
     "RECORD_SIZE", "UNTRACKED", "Object", "objects", "detect", "info", "log", "Level", "LogLevel",
     "parse_config", "ConfigError", "F32", "U32", "STRING", "optional", "seq", "array", "variant", "untagged",
-    "class_id", "label_of", "f32", "fmt_f32", "normalize", "Polygon", "Err",
+    "class_id", "label_of", "f32", "fmt_f32", "normalize", "Polygon", "Err", "pack", "PACKED",
 ]
 
 #: Size of one object record in bytes.
@@ -43,6 +50,13 @@ LogLevel = host.LogLevel
 
 _RECORD = struct.Struct("<fffffIQ")
 _F32 = struct.Struct("<f")
+# Packed detection record of contract 0.2.0: box, confidence, pattern index,
+# level, flags (bit 0: object id present), object id.
+_PACKED_RECORD = struct.Struct("<fffffHBBQ")
+_PACKED_RECORD_SIZE = 32
+
+#: Whether this build implements contract 0.2.0 (packed detections).
+PACKED = hasattr(types, "PackedDetections")
 
 
 def f32(value):
@@ -159,6 +173,55 @@ class DetectionBuilder:
 def detect(pattern):
     """Starts a detection named ``pattern``; finish it with ``.build()``."""
     return DetectionBuilder(pattern)
+
+
+def pack(detections):
+    """Packs a list of ``Detection`` into contract 0.2.0's ``PackedDetections``:
+    one 32-byte record each, every distinct pattern once, attributes tagged
+    with their record (see ``wit/strategy.wit``)."""
+    count = len(detections)
+    records = bytearray(count * _PACKED_RECORD_SIZE)
+    patterns = []
+    index = {}
+    attributes = []
+    pack_into = _PACKED_RECORD.pack_into
+    for at, d in enumerate(detections):
+        pattern = d.pattern
+        slot = index.get(pattern)
+        if slot is None:
+            slot = index[pattern] = len(patterns)
+            if slot > 0xFFFF:
+                raise Err(f"more than {0xFFFF + 1} distinct patterns in one frame")
+            patterns.append(pattern)
+        b = d.bbox
+        object_id = d.object_id
+        pack_into(
+            records, at * _PACKED_RECORD_SIZE, b.left, b.top, b.width, b.height, d.confidence, slot, d.level.value,
+            0 if object_id is None else 1, 0 if object_id is None else object_id,
+        )
+        for key, value in d.attributes:
+            attributes.append(types.Attribute(at, key, value))
+    return types.PackedDetections(bytes(records), patterns, attributes)
+
+
+if PACKED:
+    # Every `class Handler(exports.Handler)` gets its `process` wrapped so
+    # that it packs what the author returns: the same strategy source builds
+    # against either contract version.
+    def _packing_subclass(cls, **kwargs):
+        super(exports.Handler, cls).__init_subclass__(**kwargs)
+        process = cls.__dict__.get("process")
+        if process is None or getattr(process, "_dshost_packs", False):
+            return
+
+        def packed_process(self, frame, objects):
+            return pack(process(self, frame, objects))
+
+        packed_process._dshost_packs = True
+        packed_process.__doc__ = process.__doc__
+        cls.process = packed_process
+
+    exports.Handler.__init_subclass__ = classmethod(_packing_subclass)
 
 
 def class_id(context, label):

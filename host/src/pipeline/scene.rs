@@ -13,6 +13,9 @@ use super::uri::SyntheticFormat;
 const CLASSES: [(&str, f32, f32, u8); 3] =
     [("person", 40.0, 110.0, 235), ("bicycle", 80.0, 70.0, 180), ("car", 190.0, 100.0, 120)];
 
+/// Seconds of video the script covers before it repeats.
+pub const SCRIPT_SECONDS: u64 = 600;
+
 /// One object's life in the scene.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Actor {
@@ -66,6 +69,8 @@ impl SplitMix {
 pub struct Scene {
     format: SyntheticFormat,
     actors: Vec<Actor>,
+    /// Frames the script covers; later frames repeat it (see [`Scene::objects`]).
+    horizon: u64,
     seed: u64,
     background: Vec<u8>,
 }
@@ -77,7 +82,7 @@ impl Scene {
         let mut rng = SplitMix(seed);
         let mut actors = Vec::new();
         // Script 10 minutes; frames past that repeat the script.
-        let horizon = u64::from(format.fps) * 600;
+        let horizon = u64::from(format.fps.max(1)) * SCRIPT_SECONDS;
         let mut frame = u64::from(format.fps) / 2;
         let mut id = 1;
         while frame < horizon {
@@ -104,7 +109,7 @@ impl Scene {
             frame += u64::from(format.fps) * (1 + rng.next() % 2) + rng.next() % u64::from(format.fps);
         }
         let background = gradient(format.width as usize, format.height as usize);
-        Scene { format, actors, seed, background }
+        Scene { format, actors, horizon, seed, background }
     }
 
     pub fn format(&self) -> SyntheticFormat {
@@ -112,14 +117,32 @@ impl Scene {
     }
 
     /// Objects visible (at least partly) in frame `n`.
+    ///
+    /// The script covers [`SCRIPT_SECONDS`]; frame `n` plays it again from
+    /// the start, cycle after cycle, so a scene source never runs dry. Each
+    /// cycle's objects get ids of their own (the script's id plus the cycle
+    /// times the number of scripted actors), and the objects of the previous
+    /// cycle still crossing the frame at the wrap finish their way across.
     pub fn objects(&self, n: u64) -> Vec<SceneObject> {
-        let w = self.format.width as f32;
+        let cycle = n / self.horizon;
         let mut out = Vec::new();
+        if cycle > 0 {
+            self.cycle_objects(cycle - 1, n - (cycle - 1) * self.horizon, n, &mut out);
+        }
+        self.cycle_objects(cycle, n - cycle * self.horizon, n, &mut out);
+        out
+    }
+
+    /// Objects of script cycle `cycle` at frame `local` of that cycle
+    /// (frame `n` of the source).
+    fn cycle_objects(&self, cycle: u64, local: u64, n: u64, out: &mut Vec<SceneObject>) {
+        let w = self.format.width as f32;
+        let id_base = cycle.wrapping_mul(self.actors.len() as u64);
         for actor in &self.actors {
-            if n < actor.spawn_frame {
+            if local < actor.spawn_frame {
                 break; // actors are sorted by spawn frame
             }
-            let age = (n - actor.spawn_frame) as f32;
+            let age = (local - actor.spawn_frame) as f32;
             let start = if actor.speed > 0.0 { -actor.width } else { w };
             let mut left = start + actor.speed * age;
             if let Some((stop_x, stop_frames)) = actor.stop {
@@ -133,11 +156,12 @@ impl Scene {
                 continue;
             }
             // Confidence wobbles per frame like a real detector's.
-            let mut rng = SplitMix(self.seed ^ actor.id.wrapping_mul(0x1000_0001) ^ n);
+            let id = id_base.wrapping_add(actor.id);
+            let mut rng = SplitMix(self.seed ^ id.wrapping_mul(0x1000_0001) ^ n);
             let confidence = (actor.base_confidence + 0.08 * (rng.unit() - 0.5)).clamp(0.05, 0.99);
             let height = actor.height;
             out.push(SceneObject {
-                id: actor.id,
+                id,
                 label: actor.label,
                 left,
                 top: actor.ground_y - height,
@@ -147,7 +171,6 @@ impl Scene {
                 brightness: actor.brightness,
             });
         }
-        out
     }
 
     /// Renders frame `n` as I420 into `out` (resized as needed) and returns
@@ -221,6 +244,47 @@ mod tests {
         let gone = seen_frames.values().filter(|(_, last)| *last < 2999).count();
         assert!(gone > seen_frames.len() / 2);
         assert!(scene.actors.iter().any(|a| a.stop.is_some()), "some objects stop");
+    }
+
+    #[test]
+    fn the_script_repeats_past_its_horizon_with_fresh_ids() {
+        let fps = 15;
+        let scene = Scene::new(4, SyntheticFormat { fps, ..format() });
+        let horizon = u64::from(fps) * SCRIPT_SECONDS;
+        assert_eq!(scene.horizon, horizon);
+        let actors = scene.actors.len() as u64;
+        // 30 minutes (three cycles): every minute of video has objects.
+        for minute in 0..30 {
+            let start = minute * 60 * u64::from(fps);
+            let seen = (start..start + 60 * u64::from(fps)).map(|n| scene.objects(n).len()).sum::<usize>();
+            assert!(seen > 0, "no objects in minute {minute}");
+        }
+        // Cycle 2 replays cycle 0 frame for frame (the script's positions),
+        // with ids shifted by two cycles' worth of actors.
+        let mut compared = 0;
+        for local in (0..horizon).step_by(97) {
+            let first: Vec<_> = scene.objects(local).into_iter().filter(|o| o.id <= actors).collect();
+            let third: Vec<_> = scene.objects(2 * horizon + local).into_iter().filter(|o| o.id > 2 * actors).collect();
+            assert_eq!(first.len(), third.len(), "frame {local}");
+            for (a, b) in first.iter().zip(&third) {
+                assert_eq!((b.id, b.label, b.left, b.top), (a.id + 2 * actors, a.label, a.left, a.top));
+            }
+            compared += first.len();
+        }
+        assert!(compared > 100, "compared {compared} objects");
+    }
+
+    #[test]
+    fn objects_crossing_at_the_wrap_finish_their_way() {
+        let scene = Scene::new(1, format());
+        let horizon = scene.horizon;
+        // Objects of the first cycle still on screen at its last frame are
+        // there one frame later (same id), not cut off by the wrap.
+        let last = scene.objects(horizon - 1);
+        let next = scene.objects(horizon);
+        let carried = last.iter().filter(|o| next.iter().any(|n| n.id == o.id)).count();
+        assert!(carried > 0, "none of {last:?} carried into {next:?}");
+        assert!(last.iter().all(|o| o.id <= scene.actors.len() as u64), "cycle 0 ids");
     }
 
     #[test]

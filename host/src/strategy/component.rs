@@ -1,14 +1,19 @@
 //! A loaded strategy component: compiled, checked against the contract,
 //! linked into an `InstancePre`, and described.
 
-use wasmtime::component::{Component, InstancePre};
-use wasmtime::Store;
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Engine, Store};
 
-use super::bindings::{HandlerIndices, StateIndices, StrategyInfo, HANDLER_INTERFACE, STATE_INTERFACE, WIT_PACKAGE};
-use super::engine::{CompileStats, StrategyEngine};
-use super::instance::classify;
-use super::sandbox::{GuestState, SandboxLimits};
+use super::bindings::{v0_1, v0_2, Contract, StrategyInfo, WIT_PACKAGES};
+use super::sandbox::{self, GuestState, SandboxLimits};
 use super::{ContentHash, LoadError};
+
+/// How a component was obtained.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompileStats {
+    pub from_cache: bool,
+    pub duration: std::time::Duration,
+}
 
 /// Which world of the contract a component implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +39,8 @@ pub struct StrategyComponent {
     pub name: String,
     /// What the component says about itself.
     pub info: StrategyInfo,
+    /// The version of the contract it implements.
+    pub contract: Contract,
     pub world: World,
     pub content_hash: ContentHash,
     /// `<describe version>+sha256:<8 hex>`: tells two builds apart.
@@ -46,11 +53,42 @@ pub struct StrategyComponent {
     pub(crate) state: Option<StateIndices>,
 }
 
+/// Where a component's `handler` exports are, per contract version.
+pub(crate) enum HandlerIndices {
+    V0_1(v0_1::exports::dshost::strategy::handler::GuestIndices),
+    V0_2(v0_2::exports::dshost::strategy::handler::GuestIndices),
+}
+
+/// Where a component's `state` exports are, per contract version.
+pub(crate) enum StateIndices {
+    V0_1(v0_1::exports::dshost::strategy::state::GuestIndices),
+    V0_2(v0_2::exports::dshost::strategy::state::GuestIndices),
+}
+
+impl HandlerIndices {
+    fn new(contract: Contract, pre: &InstancePre<GuestState>) -> wasmtime::Result<Self> {
+        Ok(match contract {
+            Contract::V0_1 => HandlerIndices::V0_1(v0_1::exports::dshost::strategy::handler::GuestIndices::new(pre)?),
+            Contract::V0_2 => HandlerIndices::V0_2(v0_2::exports::dshost::strategy::handler::GuestIndices::new(pre)?),
+        })
+    }
+}
+
+impl StateIndices {
+    fn new(contract: Contract, pre: &InstancePre<GuestState>) -> wasmtime::Result<Self> {
+        Ok(match contract {
+            Contract::V0_1 => StateIndices::V0_1(v0_1::exports::dshost::strategy::state::GuestIndices::new(pre)?),
+            Contract::V0_2 => StateIndices::V0_2(v0_2::exports::dshost::strategy::state::GuestIndices::new(pre)?),
+        })
+    }
+}
+
 impl std::fmt::Debug for StrategyComponent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StrategyComponent")
             .field("name", &self.name)
             .field("version", &self.version)
+            .field("contract", &self.contract)
             .field("world", &self.world)
             .finish_non_exhaustive()
     }
@@ -60,39 +98,41 @@ const MAX_INFO_FIELD: usize = 256;
 
 impl StrategyComponent {
     pub(crate) fn link(
-        engine: &StrategyEngine,
+        engine: &Engine,
+        linker: &Linker<GuestState>,
         name: &str,
         component: Component,
         content_hash: ContentHash,
         compile: CompileStats,
         limits: &SandboxLimits,
     ) -> Result<Self, LoadError> {
-        let wasm_engine = engine.engine();
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(wasm_engine).map(|(n, _)| n.to_string()).collect();
-        let imports: Vec<String> = ty.imports(wasm_engine).map(|(n, _)| n.to_string()).collect();
+        let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+        let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
 
-        // Export lookups accept semver-compatible versions (0.1.x).
-        if component.get_export_index(None, HANDLER_INTERFACE).is_none() {
-            return Err(LoadError::WrongInterface { expected: WIT_PACKAGE.to_string(), exports });
-        }
-        let world = if component.get_export_index(None, STATE_INTERFACE).is_some() {
+        // Export lookups accept semver-compatible versions (0.2.x, 0.1.x).
+        let Some(contract) =
+            Contract::ALL.into_iter().find(|c| component.get_export_index(None, c.handler_interface()).is_some())
+        else {
+            return Err(LoadError::WrongInterface { expected: WIT_PACKAGES.to_string(), exports });
+        };
+        let world = if component.get_export_index(None, contract.state_interface()).is_some() {
             World::Stateful
         } else {
             World::Stateless
         };
+        let package = contract.package();
 
-        let pre = engine
-            .linker()
+        let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Imports { message: format!("{e:#}"), imports: imports.clone() })?;
-        let handler = HandlerIndices::new(&pre).map_err(|e| LoadError::WrongInterface {
-            expected: format!("{WIT_PACKAGE} ({e:#})"),
+        let handler = HandlerIndices::new(contract, &pre).map_err(|e| LoadError::WrongInterface {
+            expected: format!("{package} ({e:#})"),
             exports: exports.clone(),
         })?;
         let state = match world {
-            World::Stateful => Some(StateIndices::new(&pre).map_err(|e| LoadError::WrongInterface {
-                expected: format!("{WIT_PACKAGE} ({e:#})"),
+            World::Stateful => Some(StateIndices::new(contract, &pre).map_err(|e| LoadError::WrongInterface {
+                expected: format!("{package} ({e:#})"),
                 exports: exports.clone(),
             })?),
             World::Stateless => None,
@@ -103,6 +143,7 @@ impl StrategyComponent {
         Ok(StrategyComponent {
             name: name.to_string(),
             info,
+            contract,
             world,
             content_hash,
             version,
@@ -117,23 +158,24 @@ impl StrategyComponent {
 
 /// Calls `describe` in a throwaway instance and checks the answer.
 fn describe(
-    engine: &StrategyEngine,
+    engine: &Engine,
     pre: &InstancePre<GuestState>,
     handler: &HandlerIndices,
     name: &str,
     limits: &SandboxLimits,
 ) -> Result<StrategyInfo, LoadError> {
-    let mut store = Store::new(engine.engine(), GuestState::new(limits, name, "-"));
-    store.limiter(|state| state.limiter());
-    store.set_epoch_deadline(StrategyEngine::ticks(limits.setup_timeout));
-    store.epoch_deadline_trap();
+    let mut store = sandbox::new_store(engine, limits, name, "-", limits.setup_timeout);
     let call = |store: &mut Store<GuestState>| -> wasmtime::Result<StrategyInfo> {
         let instance = pre.instantiate(&mut *store)?;
-        let guest = handler.load(&mut *store, &instance)?;
-        guest.call_describe(&mut *store)
+        match handler {
+            HandlerIndices::V0_1(indices) => indices.load(&mut *store, &instance)?.call_describe(&mut *store),
+            HandlerIndices::V0_2(indices) => {
+                indices.load(&mut *store, &instance)?.call_describe(&mut *store).map(StrategyInfo::from)
+            }
+        }
     };
     let info = call(&mut store).map_err(|error| {
-        let kind = classify(&error, store.data());
+        let kind = sandbox::classify(&error, store.data());
         LoadError::Describe(format!("{kind}: {error:#}"))
     })?;
     let fields = [("name", &info.name), ("version", &info.version), ("description", &info.description)];

@@ -6,32 +6,22 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
-use super::bindings::StatefulStrategy;
 use super::cache::ArtifactCache;
-use super::component::StrategyComponent;
-use super::sandbox::{GuestState, SandboxLimits};
+use super::component::{CompileStats, StrategyComponent};
+pub use super::sandbox::EPOCH_TICK;
+use super::sandbox::{self, GuestState, SandboxLimits};
 use super::{ContentHash, LoadError};
-
-/// One epoch tick. Deadlines are whole ticks, so this is their resolution.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Options for [`StrategyEngine::new`].
 #[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<std::path::PathBuf>,
-}
-
-/// How a component was obtained.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CompileStats {
-    pub from_cache: bool,
-    pub duration: Duration,
 }
 
 /// Shared by every strategy and instance of the process.
@@ -63,9 +53,7 @@ impl StrategyEngine {
         let engine = Engine::new(&config).map_err(|e| EngineError::Wasmtime(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| EngineError::Wasmtime(format!("{e:#}")))?;
-        StatefulStrategy::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |state| state)
-            .map_err(|e| EngineError::Wasmtime(format!("{e:#}")))?;
+        sandbox::link_host(&mut linker).map_err(|e| EngineError::Wasmtime(format!("{e:#}")))?;
 
         let cache = match &options.cache_dir {
             Some(dir) => Some(ArtifactCache::open(dir, &engine)?),
@@ -78,10 +66,6 @@ impl StrategyEngine {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
-    }
-
-    pub(crate) fn linker(&self) -> &Linker<GuestState> {
-        &self.linker
     }
 
     /// Loads a strategy from a file (see [`StrategyEngine::load_bytes`]).
@@ -105,7 +89,7 @@ impl StrategyEngine {
     ) -> Result<Arc<StrategyComponent>, LoadError> {
         let hash = ContentHash::of(bytes);
         let (component, compile) = self.compile(bytes, &hash)?;
-        StrategyComponent::link(self, name, component, hash, compile, limits).map(Arc::new)
+        StrategyComponent::link(&self.engine, &self.linker, name, component, hash, compile, limits).map(Arc::new)
     }
 
     fn compile(&self, bytes: &[u8], hash: &ContentHash) -> Result<(Component, CompileStats), LoadError> {
@@ -131,11 +115,6 @@ impl StrategyEngine {
         }
         let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         Ok((component, CompileStats { from_cache: false, duration: started.elapsed() }))
-    }
-
-    /// Epoch ticks for a deadline (at least one).
-    pub(crate) fn ticks(timeout: Duration) -> u64 {
-        (timeout.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1
     }
 }
 
@@ -205,11 +184,5 @@ mod tests {
         );
         let component = [0, b'a', b's', b'm', 0x0d, 0, 1, 0];
         assert!(check_is_component(&component).is_ok());
-    }
-
-    #[test]
-    fn deadline_ticks() {
-        assert_eq!(StrategyEngine::ticks(Duration::from_millis(20)), 21);
-        assert_eq!(StrategyEngine::ticks(Duration::ZERO), 2);
     }
 }

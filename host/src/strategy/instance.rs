@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::{Store, Trap};
+use wasmtime::Store;
 
-use super::bindings::{Detection, FrameHeader, Handler, HostContext, State};
-use super::component::StrategyComponent;
+use super::bindings::{v0_1, v0_2, Detection, FrameHeader, HostContext};
+use super::component::{HandlerIndices, StateIndices, StrategyComponent};
 use super::engine::StrategyEngine;
 use super::metrics::ErrorKind;
-use super::sandbox::{GuestState, SandboxLimits};
+use super::packed;
+use super::sandbox::{self, classify, deadline_ticks, GuestState, SandboxLimits};
 use crate::frame::{CompactFrame, LabelTable};
 
 /// A failed call into the guest.
@@ -27,16 +28,6 @@ impl CallError {
     }
 }
 
-/// Names the failure behind a wasmtime error.
-pub(crate) fn classify(error: &wasmtime::Error, state: &GuestState) -> ErrorKind {
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => ErrorKind::Timeout,
-        Some(_) if state.memory_denied() => ErrorKind::MemoryLimit,
-        _ if state.memory_denied() => ErrorKind::MemoryLimit,
-        _ => ErrorKind::Trap,
-    }
-}
-
 /// What an instance needs to be configured for a source.
 #[derive(Debug, Clone)]
 pub struct InstanceSettings {
@@ -47,6 +38,19 @@ pub struct InstanceSettings {
     pub limits: SandboxLimits,
 }
 
+/// A live instance's `handler` exports, per contract version.
+enum Handler {
+    V0_1(v0_1::exports::dshost::strategy::handler::Guest),
+    /// With the frame header in 0.2.0's type, kept and updated in place.
+    V0_2(v0_2::exports::dshost::strategy::handler::Guest, v0_2::dshost::strategy::types::FrameHeader),
+}
+
+/// A live instance's `state` exports, per contract version.
+enum State {
+    V0_1(v0_1::exports::dshost::strategy::state::Guest),
+    V0_2(v0_2::exports::dshost::strategy::state::Guest),
+}
+
 /// A configured instance.
 pub struct StrategyInstance {
     component: Arc<StrategyComponent>,
@@ -55,6 +59,7 @@ pub struct StrategyInstance {
     state: Option<State>,
     call_ticks: u64,
     setup_ticks: u64,
+    max_detections: usize,
     /// Frame header reused for every call (the source id never changes).
     header: FrameHeader,
 }
@@ -67,34 +72,38 @@ impl StrategyInstance {
         settings: &InstanceSettings,
     ) -> Result<Self, CallError> {
         let limits = &settings.limits;
-        let mut store = Store::new(engine.engine(), GuestState::new(limits, &component.name, &settings.source_id));
-        store.limiter(|state| state.limiter());
-        store.epoch_deadline_trap();
-        let setup_ticks = StrategyEngine::ticks(limits.setup_timeout);
-        store.set_epoch_deadline(setup_ticks);
+        let mut store =
+            sandbox::new_store(engine.engine(), limits, &component.name, &settings.source_id, limits.setup_timeout);
+        let setup_ticks = deadline_ticks(limits.setup_timeout);
 
         let instance = component
             .pre
             .instantiate(&mut store)
             .map_err(|e| CallError::new(ErrorKind::Instantiate, format!("instantiation failed: {e:#}")))?;
-        let handler = component
-            .handler
-            .load(&mut store, &instance)
-            .map_err(|e| CallError::new(ErrorKind::Instantiate, format!("{e:#}")))?;
+        let header =
+            FrameHeader { source_id: settings.source_id.to_string(), frame_number: 0, pts_ns: 0, width: 0, height: 0 };
+        let loaded = match &component.handler {
+            HandlerIndices::V0_1(indices) => indices.load(&mut store, &instance).map(Handler::V0_1),
+            HandlerIndices::V0_2(indices) => {
+                indices.load(&mut store, &instance).map(|guest| Handler::V0_2(guest, (&header).into()))
+            }
+        };
+        let handler = loaded.map_err(|e| CallError::new(ErrorKind::Instantiate, format!("{e:#}")))?;
         let state = match &component.state {
-            Some(indices) => Some(
-                indices
-                    .load(&mut store, &instance)
-                    .map_err(|e| CallError::new(ErrorKind::Instantiate, format!("{e:#}")))?,
-            ),
+            Some(StateIndices::V0_1(indices)) => Some(indices.load(&mut store, &instance).map(State::V0_1)),
+            Some(StateIndices::V0_2(indices)) => Some(indices.load(&mut store, &instance).map(State::V0_2)),
             None => None,
         };
+        let state = state.transpose().map_err(|e| CallError::new(ErrorKind::Instantiate, format!("{e:#}")))?;
         let context = HostContext {
             source_id: settings.source_id.to_string(),
             class_labels: settings.labels.labels().to_vec(),
             host_version: env!("CARGO_PKG_VERSION").to_string(),
         };
-        let configured = handler.call_configure(&mut store, &settings.config_json, &context);
+        let configured = match &handler {
+            Handler::V0_1(guest) => guest.call_configure(&mut store, &settings.config_json, &context),
+            Handler::V0_2(guest, _) => guest.call_configure(&mut store, &settings.config_json, &(&context).into()),
+        };
         match configured {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
@@ -110,15 +119,10 @@ impl StrategyInstance {
             store,
             handler,
             state,
-            call_ticks: StrategyEngine::ticks(limits.call_timeout),
+            call_ticks: deadline_ticks(limits.call_timeout),
             setup_ticks,
-            header: FrameHeader {
-                source_id: settings.source_id.to_string(),
-                frame_number: 0,
-                pts_ns: 0,
-                width: 0,
-                height: 0,
-            },
+            max_detections: limits.max_detections,
+            header,
         })
     }
 
@@ -126,17 +130,38 @@ impl StrategyInstance {
         &self.component
     }
 
-    /// Calls `process`. The result is not validated yet.
+    /// Calls `process`. The detections are not validated yet (see
+    /// `validate`), but there are at most `limits.max_detections` of them
+    /// and a 0.2.0 result is unpacked.
     pub fn process(&mut self, frame: &CompactFrame) -> Result<Vec<Detection>, CallError> {
-        // The header is kept and updated in place: no allocation per call.
-        self.header.frame_number = frame.frame_number;
-        self.header.pts_ns = frame.pts_ns;
-        self.header.width = frame.width;
-        self.header.height = frame.height;
         self.store.set_epoch_deadline(self.call_ticks);
         self.store.data_mut().reset_memory_denied();
-        match self.handler.call_process(&mut self.store, &self.header, &frame.objects) {
-            Ok(Ok(detections)) => Ok(detections),
+        // The header is kept and updated in place: no allocation per call.
+        let returned = match &mut self.handler {
+            Handler::V0_1(guest) => {
+                let header = &mut self.header;
+                (header.frame_number, header.pts_ns, header.width, header.height) =
+                    (frame.frame_number, frame.pts_ns, frame.width, frame.height);
+                guest.call_process(&mut self.store, header, &frame.objects).map(|r| r.map(Returned::Records))
+            }
+            Handler::V0_2(guest, header) => {
+                (header.frame_number, header.pts_ns, header.width, header.height) =
+                    (frame.frame_number, frame.pts_ns, frame.width, frame.height);
+                guest.call_process(&mut self.store, header, &frame.objects).map(|r| r.map(Returned::Packed))
+            }
+        };
+        match returned {
+            Ok(Ok(Returned::Records(detections))) => {
+                self.check_count(detections.len())?;
+                Ok(detections)
+            }
+            Ok(Ok(Returned::Packed(detections))) => {
+                // Counted before unpacking, so an oversized answer costs no allocation.
+                self.check_count(packed::count(&detections))?;
+                packed::unpack(detections).map_err(|e| {
+                    CallError::new(ErrorKind::InvalidOutput, format!("returned malformed packed detections: {e}"))
+                })
+            }
             Ok(Err(message)) => Err(CallError::new(ErrorKind::GuestError, truncate(&message, 512))),
             Err(error) => {
                 let kind = classify(&error, self.store.data());
@@ -145,13 +170,30 @@ impl StrategyInstance {
         }
     }
 
+    fn check_count(&self, count: usize) -> Result<(), CallError> {
+        if count <= self.max_detections {
+            return Ok(());
+        }
+        Err(CallError::new(
+            ErrorKind::InvalidOutput,
+            format!(
+                "returned {count} detections; at most {} per frame are accepted (raise `limits.max_detections` if this is intended)",
+                self.max_detections
+            ),
+        ))
+    }
+
     /// Serialized state of a stateful strategy; `None` for stateless ones.
     pub fn save_state(&mut self) -> Result<Option<Vec<u8>>, CallError> {
         let Some(state) = &self.state else {
             return Ok(None);
         };
         self.store.set_epoch_deadline(self.setup_ticks);
-        state.call_save_state(&mut self.store).map(Some).map_err(|error| {
+        let saved = match state {
+            State::V0_1(guest) => guest.call_save_state(&mut self.store),
+            State::V0_2(guest) => guest.call_save_state(&mut self.store),
+        };
+        saved.map(Some).map_err(|error| {
             let kind = classify(&error, self.store.data());
             CallError::new(kind, format!("save-state failed: {error:#}"))
         })
@@ -164,7 +206,11 @@ impl StrategyInstance {
             return Ok(());
         };
         self.store.set_epoch_deadline(self.setup_ticks);
-        match state.call_load_state(&mut self.store, saved) {
+        let loaded = match state {
+            State::V0_1(guest) => guest.call_load_state(&mut self.store, saved),
+            State::V0_2(guest) => guest.call_load_state(&mut self.store, saved),
+        };
+        match loaded {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(CallError::new(ErrorKind::GuestError, format!("load-state refused: {message}"))),
             Err(error) => {
@@ -173,6 +219,12 @@ impl StrategyInstance {
             }
         }
     }
+}
+
+/// What `process` returned, per contract version.
+enum Returned {
+    Records(Vec<Detection>),
+    Packed(super::bindings::PackedDetections),
 }
 
 fn describe_trap(kind: ErrorKind, error: &wasmtime::Error) -> String {

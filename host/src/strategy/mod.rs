@@ -12,6 +12,7 @@ pub mod component;
 pub mod engine;
 pub mod instance;
 pub mod metrics;
+pub mod packed;
 pub mod sandbox;
 pub mod supervisor;
 pub mod validate;
@@ -20,8 +21,9 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-pub use component::{StrategyComponent, World};
-pub use engine::{CompileStats, EngineOptions, StrategyEngine};
+pub use bindings::Contract;
+pub use component::{CompileStats, StrategyComponent, World};
+pub use engine::{EngineOptions, StrategyEngine};
 pub use instance::{CallError, InstanceSettings, StrategyInstance};
 pub use metrics::{ErrorKind, StrategyMetrics};
 pub use sandbox::SandboxLimits;

@@ -1,5 +1,8 @@
 //! The sandbox each strategy instance runs in: per-store state, resource
-//! limits, a WASI context that grants nothing, and the `host` import.
+//! limits, a WASI context that grants nothing, and the `host` import. It is
+//! the one place that builds a guest store ([`new_store`]), links the host
+//! functions ([`link_host`]) and names what a failed call ran into
+//! ([`classify`]); `component`, `engine` and `instance` all build on it.
 //!
 //! Guests get no filesystem (no preopens), no network (all addresses denied,
 //! no name lookup), no environment or arguments, and clocks frozen at zero
@@ -8,10 +11,15 @@
 
 use std::time::{Duration, Instant};
 
-use wasmtime::ResourceLimiter;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{self, LogLevel};
+use super::bindings::{v0_1, v0_2, LogLevel};
+use super::metrics::ErrorKind;
+
+/// One epoch tick. Deadlines are whole ticks, so this is their resolution.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Limits applied to every instance of a strategy.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +46,45 @@ impl Default for SandboxLimits {
             max_detections: defaults::STRATEGY_MAX_DETECTIONS,
             log_lines_per_second: 10,
         }
+    }
+}
+
+/// Epoch ticks for a deadline (at least one, plus one because the tick in
+/// progress may be nearly over).
+pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1
+}
+
+/// A store for one guest instance: its own state, the memory and instance
+/// limits, and a deadline of `deadline` that traps when it passes.
+pub(crate) fn new_store(
+    engine: &Engine,
+    limits: &SandboxLimits,
+    strategy: &str,
+    source: &str,
+    deadline: Duration,
+) -> Store<GuestState> {
+    let mut store = Store::new(engine, GuestState::new(limits, strategy, source));
+    store.limiter(|state| state.limiter());
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(deadline_ticks(deadline));
+    store
+}
+
+/// Links what a guest may import: deny-all WASI 0.2 and the `host`
+/// interface of every contract version the host implements.
+pub(crate) fn link_host(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    v0_1::StatefulStrategy::add_to_linker::<GuestState, HasSelf<GuestState>>(linker, |state| state)?;
+    v0_2::StatefulStrategy::add_to_linker::<GuestState, HasSelf<GuestState>>(linker, |state| state)
+}
+
+/// Names the failure behind a wasmtime error from a call into the guest.
+pub(crate) fn classify(error: &wasmtime::Error, state: &GuestState) -> ErrorKind {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => ErrorKind::Timeout,
+        _ if state.memory_denied() => ErrorKind::MemoryLimit,
+        _ => ErrorKind::Trap,
     }
 }
 
@@ -89,11 +136,19 @@ impl WasiView for GuestState {
     }
 }
 
-impl bindings::dshost::strategy::types::Host for GuestState {}
+impl v0_1::dshost::strategy::types::Host for GuestState {}
 
-impl bindings::dshost::strategy::host::Host for GuestState {
+impl v0_1::dshost::strategy::host::Host for GuestState {
     fn log(&mut self, level: LogLevel, message: String) {
         self.log.write(level, &message);
+    }
+}
+
+impl v0_2::dshost::strategy::types::Host for GuestState {}
+
+impl v0_2::dshost::strategy::host::Host for GuestState {
+    fn log(&mut self, level: v0_2::dshost::strategy::host::LogLevel, message: String) {
+        self.log.write(level.into(), &message);
     }
 }
 
@@ -242,6 +297,12 @@ mod tests {
             log.write(LogLevel::Info, "hello");
         }
         assert!(log.dropped >= 7, "burst of 2 allowed, got {} dropped", log.dropped);
+    }
+
+    #[test]
+    fn deadline_ticks() {
+        assert_eq!(super::deadline_ticks(Duration::from_millis(20)), 21);
+        assert_eq!(super::deadline_ticks(Duration::ZERO), 2);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::component::StrategyComponent;
 use super::engine::StrategyEngine;
 use super::instance::{CallError, InstanceSettings, StrategyInstance};
-use super::metrics::{ErrorKind, StrategyMetrics};
+use super::metrics::StrategyMetrics;
 use super::validate::{validate, ValidDetection};
 use crate::frame::CompactFrame;
 
@@ -149,18 +149,8 @@ impl SupervisedInstance {
         self.metrics.call_duration.observe(started.elapsed());
         self.metrics.calls.fetch_add(1, Ordering::Relaxed);
         match result {
+            // Includes more than `limits.max_detections` (checked by the instance).
             Err(error) => self.fail(error),
-            Ok(detections) if detections.len() > self.settings.limits.max_detections => {
-                let error = CallError::new(
-                    ErrorKind::InvalidOutput,
-                    format!(
-                        "returned {} detections; at most {} per frame are accepted (raise `limits.max_detections` if this is intended)",
-                        detections.len(),
-                        self.settings.limits.max_detections
-                    ),
-                );
-                self.fail(error)
-            }
             Ok(detections) => {
                 self.consecutive_failures = 0;
                 Outcome::Processed(self.validate_all(detections, frame))

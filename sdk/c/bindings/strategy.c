@@ -3,14 +3,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Imported Functions from `dshost:strategy/host@0.1.0`
+// Imported Functions from `dshost:strategy/host@0.2.0`
 
-__attribute__((__import_module__("dshost:strategy/host@0.1.0"), __import_name__("log")))
+__attribute__((__import_module__("dshost:strategy/host@0.2.0"), __import_name__("log")))
 extern void __wasm_import_dshost_strategy_host_log(int32_t, uint8_t *, size_t);
 
-// Exported Functions from `dshost:strategy/handler@0.1.0`
+// Exported Functions from `dshost:strategy/handler@0.2.0`
 
-__attribute__((__weak__, __export_name__("cabi_post_dshost:strategy/handler@0.1.0#describe")))
+__attribute__((__weak__, __export_name__("cabi_post_dshost:strategy/handler@0.2.0#describe")))
 void __wasm_export_exports_dshost_strategy_handler_describe_post_return(uint8_t * arg0) {
   if ((*((size_t*) (arg0 + sizeof(void*)))) > 0) {
     free(*((uint8_t **) (arg0 + 0)));
@@ -35,7 +35,7 @@ void __wasm_export_exports_dshost_strategy_handler_describe_post_return(uint8_t 
   }
 }
 
-__attribute__((__weak__, __export_name__("cabi_post_dshost:strategy/handler@0.1.0#configure")))
+__attribute__((__weak__, __export_name__("cabi_post_dshost:strategy/handler@0.2.0#configure")))
 void __wasm_export_exports_dshost_strategy_handler_configure_post_return(uint8_t * arg0) {
   switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + 0))) {
     case 0: {
@@ -50,36 +50,45 @@ void __wasm_export_exports_dshost_strategy_handler_configure_post_return(uint8_t
   }
 }
 
-__attribute__((__weak__, __export_name__("cabi_post_dshost:strategy/handler@0.1.0#process")))
+__attribute__((__weak__, __export_name__("cabi_post_dshost:strategy/handler@0.2.0#process")))
 void __wasm_export_exports_dshost_strategy_handler_process_post_return(uint8_t * arg0) {
   switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + 0))) {
     case 0: {
-      size_t len0 = *((size_t*) (arg0 + (2*sizeof(void*))));
+      size_t len = *((size_t*) (arg0 + (2*sizeof(void*))));
+      if (len > 0) {
+        uint8_t *ptr = *((uint8_t **) (arg0 + sizeof(void*)));
+        for (size_t i = 0; i < len; i++) {
+          uint8_t *base = ptr + i * 1;
+          (void) base;
+        }
+        free(ptr);
+      }
+      size_t len0 = *((size_t*) (arg0 + (4*sizeof(void*))));
       if (len0 > 0) {
-        uint8_t *ptr1 = *((uint8_t **) (arg0 + sizeof(void*)));
+        uint8_t *ptr1 = *((uint8_t **) (arg0 + (3*sizeof(void*))));
         for (size_t i2 = 0; i2 < len0; i2++) {
-          uint8_t *base = ptr1 + i2 * (48+4*sizeof(void*));
+          uint8_t *base = ptr1 + i2 * (2*sizeof(void*));
           (void) base;
           if ((*((size_t*) (base + sizeof(void*)))) > 0) {
             free(*((uint8_t **) (base + 0)));
           }
-          size_t len = *((size_t*) (base + (40+4*sizeof(void*))));
-          if (len > 0) {
-            uint8_t *ptr = *((uint8_t **) (base + (40+3*sizeof(void*))));
-            for (size_t i = 0; i < len; i++) {
-              uint8_t *base = ptr + i * (4*sizeof(void*));
-              (void) base;
-              if ((*((size_t*) (base + sizeof(void*)))) > 0) {
-                free(*((uint8_t **) (base + 0)));
-              }
-              if ((*((size_t*) (base + (3*sizeof(void*))))) > 0) {
-                free(*((uint8_t **) (base + (2*sizeof(void*)))));
-              }
-            }
-            free(ptr);
-          }
         }
         free(ptr1);
+      }
+      size_t len3 = *((size_t*) (arg0 + (6*sizeof(void*))));
+      if (len3 > 0) {
+        uint8_t *ptr4 = *((uint8_t **) (arg0 + (5*sizeof(void*))));
+        for (size_t i5 = 0; i5 < len3; i5++) {
+          uint8_t *base = ptr4 + i5 * (5*sizeof(void*));
+          (void) base;
+          if ((*((size_t*) (base + (2*sizeof(void*))))) > 0) {
+            free(*((uint8_t **) (base + sizeof(void*))));
+          }
+          if ((*((size_t*) (base + (4*sizeof(void*))))) > 0) {
+            free(*((uint8_t **) (base + (3*sizeof(void*)))));
+          }
+        }
+        free(ptr4);
       }
       break;
     }
@@ -139,6 +148,21 @@ void dshost_strategy_types_detection_free(dshost_strategy_types_detection_t *ptr
   strategy_list_tuple2_string_string_free(&ptr->attributes);
 }
 
+void dshost_strategy_types_attribute_free(dshost_strategy_types_attribute_t *ptr) {
+  strategy_string_free(&ptr->key);
+  strategy_string_free(&ptr->value);
+}
+
+void strategy_list_u8_free(strategy_list_u8_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    uint8_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+    }
+    free(list_ptr);
+  }
+}
+
 void strategy_list_string_free(strategy_list_string_t *ptr) {
   size_t list_len = ptr->len;
   if (list_len > 0) {
@@ -148,6 +172,23 @@ void strategy_list_string_free(strategy_list_string_t *ptr) {
     }
     free(list_ptr);
   }
+}
+
+void dshost_strategy_types_list_attribute_free(dshost_strategy_types_list_attribute_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    dshost_strategy_types_attribute_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      dshost_strategy_types_attribute_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void dshost_strategy_types_packed_detections_free(dshost_strategy_types_packed_detections_t *ptr) {
+  strategy_list_u8_free(&ptr->records);
+  strategy_list_string_free(&ptr->patterns);
+  dshost_strategy_types_list_attribute_free(&ptr->attributes);
 }
 
 void dshost_strategy_types_strategy_info_free(dshost_strategy_types_strategy_info_t *ptr) {
@@ -167,8 +208,8 @@ void exports_dshost_strategy_handler_frame_header_free(exports_dshost_strategy_h
   dshost_strategy_types_frame_header_free(ptr);
 }
 
-void exports_dshost_strategy_handler_detection_free(exports_dshost_strategy_handler_detection_t *ptr) {
-  dshost_strategy_types_detection_free(ptr);
+void exports_dshost_strategy_handler_packed_detections_free(exports_dshost_strategy_handler_packed_detections_t *ptr) {
+  dshost_strategy_types_packed_detections_free(ptr);
 }
 
 void exports_dshost_strategy_handler_strategy_info_free(exports_dshost_strategy_handler_strategy_info_t *ptr) {
@@ -186,30 +227,9 @@ void exports_dshost_strategy_handler_result_void_string_free(exports_dshost_stra
   }
 }
 
-void strategy_list_u8_free(strategy_list_u8_t *ptr) {
-  size_t list_len = ptr->len;
-  if (list_len > 0) {
-    uint8_t *list_ptr = ptr->ptr;
-    for (size_t i = 0; i < list_len; i++) {
-    }
-    free(list_ptr);
-  }
-}
-
-void exports_dshost_strategy_handler_list_detection_free(exports_dshost_strategy_handler_list_detection_t *ptr) {
-  size_t list_len = ptr->len;
-  if (list_len > 0) {
-    exports_dshost_strategy_handler_detection_t *list_ptr = ptr->ptr;
-    for (size_t i = 0; i < list_len; i++) {
-      exports_dshost_strategy_handler_detection_free(&list_ptr[i]);
-    }
-    free(list_ptr);
-  }
-}
-
-void exports_dshost_strategy_handler_result_list_detection_string_free(exports_dshost_strategy_handler_result_list_detection_string_t *ptr) {
+void exports_dshost_strategy_handler_result_packed_detections_string_free(exports_dshost_strategy_handler_result_packed_detections_string_t *ptr) {
   if (!ptr->is_err) {
-    exports_dshost_strategy_handler_list_detection_free(&ptr->val.ok);
+    exports_dshost_strategy_handler_packed_detections_free(&ptr->val.ok);
   } else {
     strategy_string_free(&ptr->val.err);
   }
@@ -246,7 +266,7 @@ void dshost_strategy_host_log(dshost_strategy_host_log_level_t level, strategy_s
   __wasm_import_dshost_strategy_host_log((int32_t) level, (uint8_t *) (*message).ptr, (*message).len);
 }
 
-__attribute__((__export_name__("dshost:strategy/handler@0.1.0#describe")))
+__attribute__((__export_name__("dshost:strategy/handler@0.2.0#describe")))
 uint8_t * __wasm_export_exports_dshost_strategy_handler_describe(void) {
   exports_dshost_strategy_handler_strategy_info_t ret;
   exports_dshost_strategy_handler_describe(&ret);
@@ -263,7 +283,7 @@ uint8_t * __wasm_export_exports_dshost_strategy_handler_describe(void) {
   return ptr;
 }
 
-__attribute__((__export_name__("dshost:strategy/handler@0.1.0#configure")))
+__attribute__((__export_name__("dshost:strategy/handler@0.2.0#configure")))
 uint8_t * __wasm_export_exports_dshost_strategy_handler_configure(uint8_t * arg, size_t arg0, uint8_t * arg1, size_t arg2, uint8_t * arg3, size_t arg4, uint8_t * arg5, size_t arg6) {
   strategy_string_t arg7 = (strategy_string_t) { (uint8_t*)(arg), (arg0) };
   exports_dshost_strategy_handler_host_context_t arg8 = (dshost_strategy_types_host_context_t) {
@@ -288,7 +308,7 @@ uint8_t * __wasm_export_exports_dshost_strategy_handler_configure(uint8_t * arg,
   return ptr;
 }
 
-__attribute__((__export_name__("dshost:strategy/handler@0.1.0#process")))
+__attribute__((__export_name__("dshost:strategy/handler@0.2.0#process")))
 uint8_t * __wasm_export_exports_dshost_strategy_handler_process(uint8_t * arg, size_t arg0, int64_t arg1, int64_t arg2, int32_t arg3, int32_t arg4, uint8_t * arg5, size_t arg6) {
   exports_dshost_strategy_handler_frame_header_t arg7 = (dshost_strategy_types_frame_header_t) {
     (strategy_string_t) (strategy_string_t) { (uint8_t*)(arg), (arg0) },
@@ -298,10 +318,10 @@ uint8_t * __wasm_export_exports_dshost_strategy_handler_process(uint8_t * arg, s
     (uint32_t) (uint32_t) (arg4),
   };
   strategy_list_u8_t arg8 = (strategy_list_u8_t) { (uint8_t*)(arg5), (arg6) };
-  exports_dshost_strategy_handler_result_list_detection_string_t ret;
-  exports_dshost_strategy_handler_list_detection_t ok;
+  exports_dshost_strategy_handler_result_packed_detections_string_t ret;
+  exports_dshost_strategy_handler_packed_detections_t ok;
   strategy_string_t err;
-  ret.is_err = !exports_dshost_strategy_handler_process(&arg7, &arg8, &ok, &err);
+  ret.is_err = !dshost_packed_process(&arg7, &arg8, &ok, &err);
   if (ret.is_err) {
     ret.val.err = err;
   }
@@ -310,13 +330,17 @@ uint8_t * __wasm_export_exports_dshost_strategy_handler_process(uint8_t * arg, s
   }
   uint8_t *ptr = (uint8_t *) &RET_AREA;
   if ((ret).is_err) {
-    const strategy_string_t *payload11 = &(ret).val.err;*((int8_t*)(ptr + 0)) = 1;
-    *((size_t*)(ptr + (2*sizeof(void*)))) = (*payload11).len;
-    *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) (*payload11).ptr;
+    const strategy_string_t *payload9 = &(ret).val.err;*((int8_t*)(ptr + 0)) = 1;
+    *((size_t*)(ptr + (2*sizeof(void*)))) = (*payload9).len;
+    *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) (*payload9).ptr;
   } else {
-    const exports_dshost_strategy_handler_list_detection_t *payload = &(ret).val.ok;*((int8_t*)(ptr + 0)) = 0;
-    *((size_t*)(ptr + (2*sizeof(void*)))) = (*payload).len;
-    *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) (*payload).ptr;
+    const exports_dshost_strategy_handler_packed_detections_t *payload = &(ret).val.ok;*((int8_t*)(ptr + 0)) = 0;
+    *((size_t*)(ptr + (2*sizeof(void*)))) = ((*payload).records).len;
+    *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) ((*payload).records).ptr;
+    *((size_t*)(ptr + (4*sizeof(void*)))) = ((*payload).patterns).len;
+    *((uint8_t **)(ptr + (3*sizeof(void*)))) = (uint8_t *) ((*payload).patterns).ptr;
+    *((size_t*)(ptr + (6*sizeof(void*)))) = ((*payload).attributes).len;
+    *((uint8_t **)(ptr + (5*sizeof(void*)))) = (uint8_t *) ((*payload).attributes).ptr;
   }
   return ptr;
 }

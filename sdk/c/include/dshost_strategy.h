@@ -67,6 +67,27 @@ static inline void dshost_object_bottom_center(const dshost_object_t *o, float *
 
 /* ---- detections ---------------------------------------------------------- */
 
+#ifdef DSHOST_STRATEGY_PACKED
+/*
+ * Contract dshost:strategy@0.2.0 (bindings/): `process` returns packed
+ * detections. Strategies still implement `process` with a list of
+ * detections, as for 0.1.0 (bindings/0.1.0/); the SDK packs it
+ * (dshost_packed_process), so the same source builds against either.
+ */
+typedef struct {
+  dshost_strategy_types_detection_t *ptr;
+  size_t len;
+} exports_dshost_strategy_handler_list_detection_t;
+
+/** Frees a list of detections and everything in it. */
+void exports_dshost_strategy_handler_list_detection_free(exports_dshost_strategy_handler_list_detection_t *ptr);
+
+/** What the strategy implements; see bindings/0.1.0/strategy.h for 0.1.0. */
+bool exports_dshost_strategy_handler_process(dshost_strategy_types_frame_header_t *frame, strategy_list_u8_t *objects,
+                                             exports_dshost_strategy_handler_list_detection_t *ret,
+                                             strategy_string_t *err);
+#endif
+
 typedef dshost_strategy_types_detection_t dshost_detection_t;
 typedef exports_dshost_strategy_handler_list_detection_t dshost_detections_t;
 

@@ -640,3 +640,113 @@ bool dshost_json_variant(const dshost_json_t *v, const char *const *names, size_
   free(list);
   return false;
 }
+
+/* ---- packed detections (contract 0.2.0) ---------------------------------- */
+
+#ifdef DSHOST_STRATEGY_PACKED
+
+#define PACKED_RECORD_SIZE 32
+#define FLAG_OBJECT_ID 1u
+
+void exports_dshost_strategy_handler_list_detection_free(exports_dshost_strategy_handler_list_detection_t *ptr) {
+  for (size_t i = 0; i < ptr->len; i++) dshost_strategy_types_detection_free(&ptr->ptr[i]);
+  free(ptr->ptr);
+  ptr->ptr = NULL;
+  ptr->len = 0;
+}
+
+/* Little-endian stores (wasm32 is little-endian; memcpy keeps them aligned-safe). */
+static void put_f32(uint8_t *at, float value) { memcpy(at, &value, 4); }
+static void put_u16(uint8_t *at, uint16_t value) { memcpy(at, &value, 2); }
+static void put_u64(uint8_t *at, uint64_t value) { memcpy(at, &value, 8); }
+
+static bool same_string(const strategy_string_t *a, const strategy_string_t *b) {
+  return a->len == b->len && (a->len == 0 || memcmp(a->ptr, b->ptr, a->len) == 0);
+}
+
+/*
+ * The 0.2.0 `process` export (bindings/strategy.c calls it): runs the
+ * strategy's own process, then packs its list into one 32-byte record per
+ * detection (layout in wit/strategy.wit), each distinct pattern once, and the
+ * attributes tagged with their record. Strings move; nothing is copied.
+ */
+bool dshost_packed_process(dshost_strategy_types_frame_header_t *frame, strategy_list_u8_t *objects,
+                           dshost_strategy_types_packed_detections_t *ret, strategy_string_t *err) {
+  memset(ret, 0, sizeof *ret);
+  exports_dshost_strategy_handler_list_detection_t list = {NULL, 0};
+  if (!exports_dshost_strategy_handler_process(frame, objects, &list, err)) return false;
+  size_t n = list.len, attribute_count = 0;
+  for (size_t i = 0; i < n; i++) attribute_count += list.ptr[i].attributes.len;
+  uint8_t *records = n ? malloc(n * PACKED_RECORD_SIZE) : NULL;
+  strategy_string_t *patterns = n ? malloc(n * sizeof *patterns) : NULL;
+  dshost_strategy_types_attribute_t *attributes =
+      attribute_count ? malloc(attribute_count * sizeof *attributes) : NULL;
+  if ((n && (!records || !patterns)) || (attribute_count && !attributes)) {
+    free(records);
+    free(patterns);
+    free(attributes);
+    exports_dshost_strategy_handler_list_detection_free(&list);
+    return dshost_fail(err, NULL);
+  }
+  size_t pattern_count = 0, last = 0, at = 0;
+  for (size_t i = 0; i < n; i++) {
+    dshost_detection_t *d = &list.ptr[i];
+    size_t index;
+    if (pattern_count && same_string(&patterns[last], &d->pattern)) {
+      index = last;
+    } else {
+      for (index = 0; index < pattern_count && !same_string(&patterns[index], &d->pattern); index++) {
+      }
+    }
+    if (index == pattern_count) {
+      patterns[pattern_count++] = d->pattern; /* moved */
+    } else {
+      strategy_string_free(&d->pattern);
+    }
+    d->pattern.ptr = NULL;
+    d->pattern.len = 0;
+    last = index;
+    if (index > 0xFFFF) {
+      /* Past a u16 index: refuse rather than name the wrong pattern. */
+      for (size_t k = 0; k < pattern_count; k++) strategy_string_free(&patterns[k]);
+      for (size_t k = 0; k < at; k++) {
+        strategy_string_free(&attributes[k].key);
+        strategy_string_free(&attributes[k].value);
+      }
+      free(records);
+      free(patterns);
+      free(attributes);
+      exports_dshost_strategy_handler_list_detection_free(&list);
+      return dshost_fail(err, dshost_format("more than 65536 distinct patterns in one frame"));
+    }
+    uint8_t *r = records + i * PACKED_RECORD_SIZE;
+    put_f32(r, d->bbox.left);
+    put_f32(r + 4, d->bbox.top);
+    put_f32(r + 8, d->bbox.width);
+    put_f32(r + 12, d->bbox.height);
+    put_f32(r + 16, d->confidence);
+    put_u16(r + 20, (uint16_t)index);
+    r[22] = (uint8_t)d->level;
+    r[23] = d->object_id.is_some ? FLAG_OBJECT_ID : 0;
+    put_u64(r + 24, d->object_id.is_some ? d->object_id.val : 0);
+    for (size_t k = 0; k < d->attributes.len; k++) {
+      attributes[at].detection = (uint32_t)i;
+      attributes[at].key = d->attributes.ptr[k].f0; /* moved */
+      attributes[at].value = d->attributes.ptr[k].f1;
+      at++;
+    }
+    free(d->attributes.ptr);
+    d->attributes.ptr = NULL;
+    d->attributes.len = 0;
+  }
+  free(list.ptr);
+  ret->records.ptr = records;
+  ret->records.len = n * PACKED_RECORD_SIZE;
+  ret->patterns.ptr = patterns;
+  ret->patterns.len = pattern_count;
+  ret->attributes.ptr = attributes;
+  ret->attributes.len = attribute_count;
+  return true;
+}
+
+#endif

@@ -1,13 +1,33 @@
 //! Guest side: generated bindings, the strategy traits and export macros.
+//!
+//! One contract version per build: `dshost:strategy@0.2.0` (`process`
+//! returns packed detections, which [`pack`] builds from the list a strategy
+//! returns), or 0.1.0 with the crate feature `contract-0-1`. The author-facing
+//! API is the same for both.
 
-/// Bindings generated from `wit/` by wit-bindgen. Most authors never touch
-/// these; the traits and macros below wrap them.
+/// Bindings generated from `wit/` (or `wit/0.1.0/`) by wit-bindgen. Most
+/// authors never touch these; the traits and macros below wrap them.
 #[doc(hidden)]
 pub mod bindings {
     pub use dshost_sdk_bindings as stateful;
+    #[cfg(not(feature = "contract-0-1"))]
     pub mod stateless {
         wit_bindgen::generate!({
             path: "../../wit",
+            world: "dshost:strategy/strategy",
+            pub_export_macro: true,
+            export_macro_name: "__export_stateless_bindings",
+            default_bindings_module: "dshost_sdk::bindings::stateless",
+            with: {
+                "dshost:strategy/types@0.2.0": dshost_sdk_bindings::dshost::strategy::types,
+                "dshost:strategy/host@0.2.0": dshost_sdk_bindings::dshost::strategy::host,
+            },
+        });
+    }
+    #[cfg(feature = "contract-0-1")]
+    pub mod stateless {
+        wit_bindgen::generate!({
+            path: "../../wit/0.1.0",
             world: "dshost:strategy/strategy",
             pub_export_macro: true,
             export_macro_name: "__export_stateless_bindings",
@@ -21,9 +41,20 @@ pub mod bindings {
 }
 
 pub use dshost_sdk_bindings::dshost::strategy::host::LogLevel;
+#[cfg(not(feature = "contract-0-1"))]
+#[doc(hidden)]
+pub use dshost_sdk_bindings::dshost::strategy::types::{Attribute, PackedDetections};
 pub use dshost_sdk_bindings::dshost::strategy::types::{
     Bbox, Detection, FrameHeader, HostContext, Level, StrategyInfo,
 };
+
+/// What the `process` export returns in this build's contract version.
+#[cfg(not(feature = "contract-0-1"))]
+#[doc(hidden)]
+pub type __Processed = PackedDetections;
+#[cfg(feature = "contract-0-1")]
+#[doc(hidden)]
+pub type __Processed = Vec<Detection>;
 
 use crate::layout::Object;
 
@@ -156,7 +187,8 @@ pub fn log(level: LogLevel, message: &str) {
     eprintln!("[{level:?}] {message}");
 }
 
-/// Exports a [`Strategy`] as a component of the `strategy` world.
+/// Exports a [`Strategy`] as a component of the `strategy` world
+/// (`dshost:strategy@0.2.0`; 0.1.0 with the crate feature `contract-0-1`).
 #[macro_export]
 macro_rules! export_strategy {
     ($strategy:ty) => {
@@ -170,35 +202,42 @@ macro_rules! export_strategy {
     };
 }
 
-/// Exports a [`StatefulStrategy`] as a component of the `stateful-strategy` world.
+/// Exports a [`StatefulStrategy`] as a component of the `stateful-strategy`
+/// world (`dshost:strategy@0.2.0`; 0.1.0 with the crate feature `contract-0-1`).
 #[macro_export]
 macro_rules! export_stateful_strategy {
     ($strategy:ty) => {
         const _: () = {
             $crate::__strategy_instance!($strategy, $crate::bindings::stateful::exports::dshost::strategy::handler::Guest);
-            impl $crate::bindings::stateful::exports::dshost::strategy::state::Guest for DshostStrategyExport {
-                fn save_state() -> ::std::vec::Vec<u8> {
-                    INSTANCE.with(|slot| {
-                        slot.borrow()
-                            .as_ref()
-                            .map(<$strategy as $crate::StatefulStrategy>::save_state)
-                            .unwrap_or_default()
-                    })
-                }
-                fn load_state(state: ::std::vec::Vec<u8>) -> ::core::result::Result<(), ::std::string::String> {
-                    INSTANCE.with(|slot| match slot.borrow_mut().as_mut() {
-                        ::core::option::Option::Some(instance) => {
-                            <$strategy as $crate::StatefulStrategy>::load_state(instance, &state)
-                        }
-                        ::core::option::Option::None => ::core::result::Result::Err(
-                            "load-state called before configure".to_string(),
-                        ),
-                    })
-                }
-            }
+            $crate::__strategy_state!($strategy, $crate::bindings::stateful::exports::dshost::strategy::state::Guest);
             #[cfg(target_arch = "wasm32")]
             $crate::bindings::stateful::__export_stateful_bindings!(DshostStrategyExport with_types_in $crate::bindings::stateful);
         };
+    };
+}
+
+/// The `state` implementation of `export_stateful_strategy!`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __strategy_state {
+    ($strategy:ty, $guest:path) => {
+        impl $guest for DshostStrategyExport {
+            fn save_state() -> ::std::vec::Vec<u8> {
+                INSTANCE.with(|slot| {
+                    slot.borrow().as_ref().map(<$strategy as $crate::StatefulStrategy>::save_state).unwrap_or_default()
+                })
+            }
+            fn load_state(state: ::std::vec::Vec<u8>) -> ::core::result::Result<(), ::std::string::String> {
+                INSTANCE.with(|slot| match slot.borrow_mut().as_mut() {
+                    ::core::option::Option::Some(instance) => {
+                        <$strategy as $crate::StatefulStrategy>::load_state(instance, &state)
+                    }
+                    ::core::option::Option::None => {
+                        ::core::result::Result::Err("load-state called before configure".to_string())
+                    }
+                })
+            }
+        }
     };
 }
 
@@ -230,8 +269,8 @@ macro_rules! __strategy_instance {
             fn process(
                 frame: $crate::FrameHeader,
                 objects: ::std::vec::Vec<u8>,
-            ) -> ::core::result::Result<::std::vec::Vec<$crate::Detection>, ::std::string::String> {
-                $crate::__process::<$strategy>(&INSTANCE, &frame, &objects)
+            ) -> ::core::result::Result<$crate::__Processed, ::std::string::String> {
+                $crate::__process_export::<$strategy>(&INSTANCE, &frame, &objects)
             }
         }
     };
@@ -248,4 +287,68 @@ pub fn __process<S: Strategy>(
         Some(strategy) => strategy.process(frame, objects),
         None => Err("process called before configure".to_string()),
     })
+}
+
+/// `process` as this build's contract version exports it: packed (0.2.0).
+#[cfg(not(feature = "contract-0-1"))]
+#[doc(hidden)]
+pub fn __process_export<S: Strategy>(
+    instance: &'static std::thread::LocalKey<core::cell::RefCell<Option<S>>>,
+    frame: &FrameHeader,
+    objects: &[u8],
+) -> Result<__Processed, String> {
+    __process(instance, frame, objects).and_then(pack)
+}
+
+/// `process` as this build's contract version exports it: a list (0.1.0).
+#[cfg(feature = "contract-0-1")]
+#[doc(hidden)]
+pub fn __process_export<S: Strategy>(
+    instance: &'static std::thread::LocalKey<core::cell::RefCell<Option<S>>>,
+    frame: &FrameHeader,
+    objects: &[u8],
+) -> Result<__Processed, String> {
+    __process(instance, frame, objects)
+}
+
+/// Packs detections into contract 0.2.0's `packed-detections`: one record
+/// each, every distinct pattern once, attributes tagged with their record.
+/// Fails only past 65536 distinct patterns in one frame (a u16 index).
+#[cfg(not(feature = "contract-0-1"))]
+pub fn pack(detections: Vec<Detection>) -> Result<PackedDetections, String> {
+    use crate::packed::{PackedRecord, FLAG_OBJECT_ID, PACKED_RECORD_SIZE};
+    let mut records = Vec::with_capacity(detections.len() * PACKED_RECORD_SIZE);
+    let mut patterns: Vec<String> = Vec::new();
+    let mut attributes = Vec::new();
+    // Most frames repeat one or a few patterns: try the last one first.
+    let mut last = 0usize;
+    for (at, detection) in detections.into_iter().enumerate() {
+        let Detection { pattern, confidence, bbox, object_id, level, attributes: attrs } = detection;
+        let index = if patterns.get(last).is_some_and(|p| *p == pattern) {
+            last
+        } else if let Some(index) = patterns.iter().position(|p| *p == pattern) {
+            index
+        } else {
+            patterns.push(pattern);
+            patterns.len() - 1
+        };
+        last = index;
+        let Ok(pattern) = u16::try_from(index) else {
+            return Err(format!("more than {} distinct patterns in one frame", u32::from(u16::MAX) + 1));
+        };
+        PackedRecord {
+            left: bbox.left,
+            top: bbox.top,
+            width: bbox.width,
+            height: bbox.height,
+            confidence,
+            pattern,
+            level: level as u8,
+            flags: if object_id.is_some() { FLAG_OBJECT_ID } else { 0 },
+            object_id: object_id.unwrap_or(0),
+        }
+        .encode_into(&mut records);
+        attributes.extend(attrs.into_iter().map(|(key, value)| Attribute { detection: at as u32, key, value }));
+    }
+    Ok(PackedDetections { records, patterns, attributes })
 }

@@ -33,10 +33,15 @@
 //! # fn main() {}
 //! ```
 //!
-//! The compact object layout is documented in [`layout`].
+//! The compact object layout is documented in [`layout`]. `export_strategy!`
+//! builds a component of contract `dshost:strategy@0.2.0`, which returns the
+//! detections packed ([`packed`]); with the crate feature `contract-0-1` it
+//! builds one of 0.1.0 instead (for hosts that know only 0.1.0).
+//! The author-facing API is the same for both.
 
 pub mod geometry;
 pub mod layout;
+pub mod packed;
 
 pub use layout::{Object, Objects, RECORD_SIZE, UNTRACKED};
 

@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# Soak benchmark (issue 18; not part of CI): one dshost for DSHOST_SOAK_SECONDS
+# (default 3600) with 8 sources (three looping files, one RTSP camera that is
+# killed and restarted every 3 minutes, four synthetic scenes), all example
+# strategies, a strategy hot reload every 10 s, the MQTT broker restarted
+# every 5 minutes, the alert journal and a JSON-lines sink. Every 10 s it
+# samples dshost's RSS, open file descriptors and threads; at the end it
+# reports their slopes after warm-up and accounts for every alert id (journal
+# vs JSON-lines file vs what the broker delivered to a subscriber), and plots
+# the samples (PNG). Everything runs on 127.0.0.1.
+#
+#   nice -n 10 scripts/soak.sh                      # the full hour
+#   DSHOST_SOAK_SECONDS=300 scripts/soak.sh          # a short trial
+#
+# Output in target/soak/ (DSHOST_SOAK_OUT): samples.csv, report.md, soak.png,
+# dshost.log, alerts.jsonl, received.jsonl (what the MQTT subscriber got).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+duration="${DSHOST_SOAK_SECONDS:-3600}"
+rtsp_every="${DSHOST_SOAK_RTSP_RESTART_SECONDS:-180}"
+mqtt_every="${DSHOST_SOAK_MQTT_RESTART_SECONDS:-300}"
+reload_every="${DSHOST_SOAK_RELOAD_SECONDS:-10}"
+sample_every=10
+out="${DSHOST_SOAK_OUT:-$root/target/soak}"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+
+# DSHOST_SOAK_PROFILE=dev for a quick trial of the script with a debug build.
+profile="${DSHOST_SOAK_PROFILE:-release}"
+profile_dir="$([ "$profile" = dev ] && echo debug || echo "$profile")"
+cargo build --quiet --profile "$profile" -p dshost --bin dshost --example rtsp_camera
+bash scripts/build-strategies.sh >/dev/null
+dshost="$target_dir/$profile_dir/dshost"
+camera="$target_dir/$profile_dir/examples/rtsp_camera"
+for tool in mosquitto mosquitto_sub gst-launch-1.0 python3; do
+  command -v "$tool" >/dev/null || { echo "soak: $tool missing (scripts/setup.sh --tests)" >&2; exit 1; }
+done
+# matplotlib for the plot, in a venv of its own (pinned).
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/dshost/soak-venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet matplotlib==3.9.2
+fi
+
+rm -rf "$out"
+mkdir -p "$out/media" "$out/strategies" "$out/data" "$out/mosquitto"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+mqtt_port="$(free_port)"
+rtsp_port="$(free_port)"
+
+# Looping files: 10 s clips of two codecs (the scripts' test-media encoders).
+gst-launch-1.0 -q videotestsrc pattern=ball num-buffers=300 ! video/x-raw,width=640,height=360,framerate=30/1 \
+  ! x264enc speed-preset=ultrafast tune=zerolatency key-int-max=30 ! h264parse ! mp4mux ! filesink location="$out/media/ball.mp4"
+gst-launch-1.0 -q videotestsrc pattern=ball motion=sweep num-buffers=300 ! video/x-raw,width=1280,height=720,framerate=30/1 \
+  ! x264enc speed-preset=ultrafast tune=zerolatency key-int-max=30 ! h264parse ! mp4mux ! filesink location="$out/media/sweep.mp4"
+gst-launch-1.0 -q videotestsrc pattern=ball num-buffers=300 ! video/x-raw,width=640,height=360,framerate=30/1 \
+  ! x265enc speed-preset=ultrafast tune=zerolatency key-int-max=30 ! h265parse ! matroskamux ! filesink location="$out/media/ball.mkv"
+
+s="$root/target/strategies"
+cp "$s/yolo_filter.wasm" "$s/zone_intrusion.wasm" "$s/line_crossing.wasm" "$out/strategies/"
+# Hot reloads alternate yolo_filter between its 0.2.0 and 0.1.0 builds.
+reload_builds=("$s/yolo_filter_v0_1.wasm" "$s/yolo_filter.wasm")
+
+cat >"$out/mosquitto/mosquitto.conf" <<CONF
+listener $mqtt_port 127.0.0.1
+allow_anonymous true
+# Started as root, mosquitto would drop to its own user and could not write here.
+user root
+persistence true
+persistence_location $out/mosquitto/
+log_dest file $out/mosquitto/mosquitto.log
+CONF
+
+cat >"$out/soak.yaml" <<YAML
+sources:
+  - {id: file-ball, uri: $out/media/ball.mp4, loop: true, realtime: true, detector: motion}
+  - {id: file-sweep, uri: $out/media/sweep.mp4, loop: true, realtime: true, detector: motion}
+  - {id: file-h265, uri: $out/media/ball.mkv, loop: true, realtime: true, detector: motion}
+  - id: camera
+    uri: rtsp://127.0.0.1:$rtsp_port/cam
+    detector: motion
+    rtsp: {transport: tcp, latency_ms: 100}
+  - {id: scene-1, uri: "scene://?seed=1&width=640&height=360&fps=15"}
+  - {id: scene-2, uri: "scene://?seed=2&width=640&height=360&fps=15"}
+  - {id: scene-3, uri: "scene://?seed=3&width=640&height=360&fps=15"}
+  - {id: scene-4, uri: "scene://?seed=4&width=640&height=360&fps=15"}
+strategies:
+  - name: yolo_filter
+    path: $out/strategies/yolo_filter.wasm
+    config: {min_confidence: 0.3}
+  - name: zone_intrusion
+    path: $out/strategies/zone_intrusion.wasm
+    sources: [scene-1, scene-2, scene-3, scene-4, file-ball]
+    config:
+      zones:
+        - {name: road, polygon: [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]], loiter_seconds: 5}
+  - name: line_crossing
+    path: $out/strategies/line_crossing.wasm
+    sources: [scene-1, scene-2, scene-3, scene-4, camera]
+    config:
+      lines:
+        - {name: middle, start: [0.5, 0.0], end: [0.5, 1.0]}
+recovery: {initial_backoff_ms: 200, max_backoff_ms: 2000, watchdog_seconds: 5}
+alerts:
+  throttle: {cooldown_seconds: 5}
+  shutdown_grace_seconds: 10
+  sinks:
+    - {type: jsonl, path: $out/alerts.jsonl}
+    - {type: mqtt, address: "127.0.0.1:$mqtt_port", topic: "soak/{source}/{pattern}", qos: 1}
+YAML
+"$dshost" validate-config "$out/soak.yaml" >/dev/null
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}" ${camera_pid:-} ${broker_pid:-}; do kill "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+start_broker() { mosquitto -c "$out/mosquitto/mosquitto.conf" & broker_pid=$!; }
+start_camera() { "$camera" "$rtsp_port" 2>>"$out/camera.log" & camera_pid=$!; }
+start_broker
+start_camera
+sleep 1
+# A persistent session (-c -i) with QoS 1: the broker keeps what it owes the
+# subscriber across its own graceful restarts; mosquitto_sub reconnects.
+mosquitto_sub -h 127.0.0.1 -p "$mqtt_port" -t 'soak/#' -q 1 -c -i dshost-soak -F '%p' >"$out/received.jsonl" 2>>"$out/subscriber.log" &
+pids+=($!)
+sleep 1
+
+RUST_LOG=info "$dshost" --data-dir "$out/data" run --config "$out/soak.yaml" >"$out/dshost.log" 2>&1 &
+dshost_pid=$!
+echo "soak: dshost pid $dshost_pid for $duration s (mqtt :$mqtt_port, rtsp :$rtsp_port); output in $out"
+echo "t_s,rss_kib,fds,threads" >"$out/samples.csv"
+sample() {
+  local rss threads fds
+  rss="$(awk '/^VmRSS:/ { print $2 }' "/proc/$dshost_pid/status")"
+  threads="$(awk '/^Threads:/ { print $2 }' "/proc/$dshost_pid/status")"
+  fds="$(find "/proc/$dshost_pid/fd" -mindepth 1 -maxdepth 1 | wc -l)"
+  echo "$1,$rss,$fds,$threads" >>"$out/samples.csv"
+}
+events="$out/events.log"
+reloads=0
+start=$(date +%s)
+for ((t = 1; t <= duration; t++)); do
+  # Sleep to the next whole second of the run, whatever the loop body took.
+  now=$(date +%s)
+  [ $((start + t)) -gt "$now" ] && sleep $((start + t - now))
+  kill -0 "$dshost_pid" 2>/dev/null || { echo "soak: dshost exited early" >&2; tail -n 30 "$out/dshost.log" >&2; exit 1; }
+  if ((t % sample_every == 0)); then sample "$t"; fi
+  if ((t % reload_every == 0)); then
+    next="${reload_builds[$((reloads % 2))]}"
+    cp "$next" "$out/strategies/.yolo_filter.wasm.tmp" && mv "$out/strategies/.yolo_filter.wasm.tmp" "$out/strategies/yolo_filter.wasm"
+    reloads=$((reloads + 1))
+  fi
+  if ((t % rtsp_every == 0)); then
+    echo "$t camera killed" >>"$events"
+    kill -9 "$camera_pid" 2>/dev/null || true
+    wait "$camera_pid" 2>/dev/null || true
+    sleep 5
+    start_camera
+  fi
+  if ((t % mqtt_every == 0)); then
+    echo "$t broker restarted" >>"$events"
+    kill "$broker_pid" 2>/dev/null || true
+    wait "$broker_pid" 2>/dev/null || true
+    sleep 3
+    start_broker
+  fi
+done
+sample "$duration"
+kill -INT "$dshost_pid"
+wait "$dshost_pid" || echo "soak: dshost exited with $?" >&2
+sleep 3 # the subscriber's last messages
+kill "${pids[@]}" 2>/dev/null || true
+"$dshost" --data-dir "$out/data" alerts list --json >"$out/journal.jsonl"
+
+"$venv/bin/python" - "$out" "$duration" "$reloads" "$reload_every" "$rtsp_every" "$mqtt_every" <<'PY'
+import csv, json, sys
+out, duration, reloads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+reload_every, rtsp_every, mqtt_every = (int(v) for v in sys.argv[4:7])
+rows = [tuple(int(v) for v in r.values()) for r in csv.DictReader(open(f"{out}/samples.csv"))]
+warmup = min(600, duration // 6)
+def slope(col):
+    pts = [(t, r[col]) for r in rows for t in [r[0]] if t >= warmup]
+    if len(pts) < 2:
+        return float("nan")
+    n = len(pts); mt = sum(t for t, _ in pts) / n; mv = sum(v for _, v in pts) / n
+    den = sum((t - mt) ** 2 for t, _ in pts)
+    return sum((t - mt) * (v - mv) for t, v in pts) / den * 3600 if den else 0.0
+def ids(path):
+    found = set()
+    for line in open(path, errors="replace"):
+        try:
+            found.add(json.loads(line)["id"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    return found
+journal = [json.loads(l) for l in open(f"{out}/journal.jsonl") if l.strip()]
+in_journal = {a["id"] for a in journal}
+mqtt_state = {a["id"]: a.get("delivery", {}).get("mqtt", {}).get("state") for a in journal}
+jsonl_state = {a["id"]: a.get("delivery", {}).get("jsonl", {}).get("state") for a in journal}
+received, written = ids(f"{out}/received.jsonl"), ids(f"{out}/alerts.jsonl")
+delivered = {i for i, s in mqtt_state.items() if s == "delivered"}
+lost_mqtt = delivered - received
+pending_mqtt = {i for i, s in mqtt_state.items() if s != "delivered"}
+missing_jsonl = {i for i, s in jsonl_state.items() if s == "delivered"} - written
+unknown = (received | written) - in_journal
+import os
+events = open(f"{out}/events.log").read().split("\n") if os.path.exists(f"{out}/events.log") else []
+report = f"""| measurement | value |
+|---|---:|
+| duration | {duration} s ({duration / 3600:.2f} h), warm-up excluded from slopes: {warmup} s |
+| samples | {len(rows)} |
+| RSS first / after warm-up / last | {rows[0][1] / 1024:.1f} / {next((r[1] for r in rows if r[0] >= warmup), rows[-1][1]) / 1024:.1f} / {rows[-1][1] / 1024:.1f} MiB |
+| RSS max | {max(r[1] for r in rows) / 1024:.1f} MiB |
+| RSS slope after warm-up | {slope(1):.0f} KiB/h |
+| open fds first / max / last, slope | {rows[0][2]} / {max(r[2] for r in rows)} / {rows[-1][2]}, {slope(2):.1f} /h |
+| threads first / max / last, slope | {rows[0][3]} / {max(r[3] for r in rows)} / {rows[-1][3]}, {slope(3):.1f} /h |
+| strategy reloads | {reloads} |
+| camera kills, broker restarts | {sum('camera' in e for e in events)}, {sum('broker' in e for e in events)} |
+| alerts in the journal | {len(in_journal)} |
+| MQTT: delivered per journal / received by the subscriber | {len(delivered)} / {len(received & in_journal)} |
+| MQTT: delivered but never received (lost) | {len(lost_mqtt)} |
+| MQTT: not yet delivered at exit (journaled, sent at next start) | {len(pending_mqtt)} |
+| JSON lines: delivered per journal but not in the file (lost) | {len(missing_jsonl)} |
+| ids seen by a sink but not in the journal | {len(unknown)} |
+"""
+open(f"{out}/report.md", "w").write(report)
+print(report)
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+t = [r[0] / 60 for r in rows]
+fig, axes = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
+for ax, col, label in zip(axes, (1, 2, 3), ("RSS, MiB", "open fds", "threads")):
+    ax.plot(t, [r[col] / 1024 if col == 1 else r[col] for r in rows], lw=1)
+    ax.set_ylabel(label)
+    ax.axvline(warmup / 60, color="grey", ls=":", lw=1)
+    ax.grid(alpha=0.3)
+axes[0].set_title(f"dshost soak: 8 sources, reload every {reload_every} s, camera killed every {rtsp_every} s, "
+                  f"broker restarted every {mqtt_every} s", fontsize=10)
+axes[-1].set_xlabel("minutes")
+fig.tight_layout()
+fig.savefig(f"{out}/soak.png", dpi=100)
+PY
