@@ -25,7 +25,16 @@ set +e
 cargo test --workspace 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+# The Debian package, built from the debug binary just tested, installed
+# and run as an operator would (scripts/test-package.sh).
+set +e
+bash scripts/test-package.sh 2>&1 | tee -a "$log"
+package_status=${PIPESTATUS[0]}
+set -e
+if [ "$package_status" -eq 0 ]; then echo "test result: ok. 1 passed; 0 failed; (package)" >>"$log"; else
+  echo "test result: FAILED. 0 passed; 1 failed; (package)" >>"$log"; fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i == "passed;") p += $(i-1); if ($i == "failed;") f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 rm -f "$log"
+if [ "$status" -eq 0 ]; then status=$package_status; fi
 exit "$status"

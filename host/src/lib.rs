@@ -14,3 +14,4 @@ pub mod paths;
 pub mod pipeline;
 pub mod probe;
 pub mod strategy;
+pub mod tls;

@@ -362,7 +362,11 @@ pub fn run(args: &RunArgs, data_dir: &Path) -> Result<ExitCode> {
             alerts: alert_stats.clone(),
             token: token.map(Arc::from),
         };
-        http = Some(dshost::ops::http::HttpServer::start(address, state)?);
+        let options = dshost::ops::http::HttpOptions {
+            tls: config.monitoring.http.as_ref().and_then(|h| h.tls.clone()),
+            allow_plaintext_token: config.monitoring.http.as_ref().is_some_and(|h| h.allow_plaintext_token),
+        };
+        http = Some(dshost::ops::http::HttpServer::start_with(address, state, options)?);
         Ok(())
     });
     if started.is_ok() {

@@ -5,6 +5,7 @@
 
 pub mod brokers;
 pub mod media;
+pub mod pki;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -22,14 +22,14 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use super::decode::{self, DecodePath};
-use crate::detect::motion::LumaPlane;
-use crate::detect::{roi, Detected, IouTracker, MotionDetector};
 use super::metrics::SourceMetrics;
 use super::queue::FrameQueue;
 use super::scene::Scene;
 use super::source::SourceSpec;
 use super::uri::SourceUri;
 use crate::config::{DetectorKind, MotionConfig, RtspTransport, TrackerConfig};
+use crate::detect::motion::LumaPlane;
+use crate::detect::{roi, Detected, IouTracker, MotionDetector};
 use crate::frame::{CompactFrame, LabelTable, Object, UNTRACKED};
 
 /// Formats whose plane 0 is 8-bit luma at full resolution.
