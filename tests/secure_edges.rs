@@ -42,7 +42,7 @@ fn run_scene(data_dir: &Path, dir: &Path, seed: u32, sink: &str, env: &[(&str, &
         format!(
             "sources:
   - id: street
-    uri: scene://?seed={seed}&width=320&height=180&fps=30&realtime=false&frames=12
+    uri: scene://?seed={seed}&width=640&height=360&fps=30&realtime=false&frames=30
 strategies:
   - name: yolo_filter
     path: {}
@@ -132,12 +132,13 @@ listener {plain_port} 127.0.0.1
     let received = d.join("received.txt");
     let mut subscriber = Command::new("mosquitto_sub")
         .args(["-h", "127.0.0.1", "-p", &plain_port.to_string(), "-u", "alice", "-P", "s3cret"])
-        .args(["-t", "dshost/#", "-q", "1", "-v", "-d"])
+        .args(["-t", "dshost/#", "-q", "1", "-v", "-i", "dshost-test-sub"])
         .stdout(std::fs::File::create(&received).unwrap())
         .stderr(Stdio::null())
         .spawn()
         .expect("mosquitto_sub");
-    wait_for_line(&received, "received SUBACK", Duration::from_secs(10));
+    // The broker logs the subscription (log_type all): then it is in place.
+    wait_for_line(&d.join("mosquitto.log"), "dshost-test-sub 1 dshost/#", Duration::from_secs(10));
 
     let sink = |port: u16, ca: &Path, server_name: Option<&str>| {
         format!(
@@ -240,6 +241,8 @@ struct AlertPath {
 }
 
 fn alert_path(alerts_yaml: &str, journal: &Path) -> AlertPath {
+    // The sinks' errors in the test output (shown when a test fails).
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
     let alerts: serde_yaml::Value = serde_yaml::from_str(alerts_yaml).unwrap();
     let config: dshost::config::Config = serde_yaml::from_value(serde_yaml::Value::Mapping(
         [(serde_yaml::Value::from("alerts"), alerts)].into_iter().collect(),
@@ -486,26 +489,35 @@ fn email_batches_a_burst_into_one_mail_over_starttls_and_implicit_tls() {
 
     // Implicit TLS, wrong CA then wrong password: nothing mailed, all pending.
     let journal = d.join("alerts-implicit.db");
-    for (ca, password_env) in [(&other_ca_file, "DSHOST_TEST_SMTP_PASSWORD"), (&ca_file, "DSHOST_TEST_SMTP_WRONG")] {
+    for (n, ca, password_env) in
+        [(100, &other_ca_file, "DSHOST_TEST_SMTP_PASSWORD"), (101, &ca_file, "DSHOST_TEST_SMTP_WRONG")]
+    {
         let path = alert_path(&sink("mail", implicit.port, "implicit", ca, password_env, 5), &journal);
-        path.sender.send(alert(100)).unwrap();
+        path.sender.send(alert(n)).unwrap();
         path.wait("failed attempts", |p| p.counter("mail", failures) >= 2);
         assert_eq!(path.counter("mail", delivered), 0);
         path.finish();
         assert!(implicit.mails().is_empty());
     }
     assert!(journal_states(&journal, "mail").iter().all(|s| *s == DeliveryState::Pending));
-    // Fixed: the backlog and 11 more, 5 to a mail.
+    // Fixed: the backlog of two and 11 more, 5 to a mail.
     let path = alert_path(&sink("mail", implicit.port, "implicit", &ca_file, "DSHOST_TEST_SMTP_PASSWORD", 5), &journal);
-    for n in 101..112 {
+    for n in 102..113 {
         path.sender.send(alert(n)).unwrap();
     }
-    path.wait("12 alerts mailed", |p| p.counter("mail", delivered) >= 12);
+    path.wait("13 alerts mailed", |p| p.counter("mail", delivered) >= 13);
     path.finish();
     let mails = implicit.mails();
     let per_mail: Vec<usize> = mails.iter().map(|m| m["body"].as_str().unwrap().lines().count()).collect();
-    assert!(per_mail.iter().all(|n| *n <= 5) && per_mail.iter().sum::<usize>() == 12, "{per_mail:?}");
-    assert!(mails.iter().all(|m| m["tls"] == true && m["authenticated"] == true));
+    assert!(per_mail.iter().all(|n| *n <= 5) && per_mail.iter().sum::<usize>() == 13, "{per_mail:?}");
+    let mailed: BTreeSet<String> = mails
+        .iter()
+        .flat_map(|m| {
+            m["body"].as_str().unwrap().lines().map(|l| l.rsplit(' ').next().unwrap().to_string()).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(mailed, (100..113).map(|n| alert(n).id).collect::<BTreeSet<_>>());
+    assert!(mails.iter().all(|m| m["tls"] == true && m["authenticated"] == true), "{mails:?}");
     assert!(journal_states(&journal, "mail").iter().all(|s| *s == DeliveryState::Delivered));
 }
 
@@ -649,6 +661,14 @@ fn nats_with_a_creds_file_in_operator_mode() {
         "alerts",
         serde_json::json!({"limits": unlimited, "type": "account", "version": 2}),
     );
+    // JetStream needs a system account.
+    let system = nkeys::KeyPair::new_account();
+    let system_jwt = nats_jwt(
+        &operator,
+        &system.public_key(),
+        "SYS",
+        serde_json::json!({"limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true, "conn": -1, "leaf": -1}, "type": "account", "version": 2}),
+    );
     let user_jwt = nats_jwt(
         &account,
         &user.public_key(),
@@ -692,11 +712,13 @@ fn nats_with_a_creds_file_in_operator_mode() {
             "listen: 127.0.0.1:{port}
 jetstream {{ store_dir: \"{}\" }}
 operator: {operator_jwt}
+system_account: {system}
 resolver: MEMORY
-resolver_preload: {{ {}: {account_jwt} }}
+resolver_preload: {{ {account}: {account_jwt}, {system}: {system_jwt} }}
 ",
             d.join("js").display(),
-            account.public_key()
+            account = account.public_key(),
+            system = system.public_key(),
         ),
         port,
     );

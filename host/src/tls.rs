@@ -179,6 +179,12 @@ pub fn explain(error: &(dyn std::error::Error + 'static)) -> Option<String> {
         if let Some(tls) = current.downcast_ref::<rustls::Error>() {
             return Some(explain_rustls(tls));
         }
+        // An io::Error's source() skips the error it wraps: look inside.
+        if let Some(inner) = current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                return Some(explain_rustls(tls));
+            }
+        }
         cause = current.source();
     }
     None

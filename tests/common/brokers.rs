@@ -199,7 +199,15 @@ impl NatsServer {
             .spawn()
             .expect("cannot start nats-server (scripts/setup.sh installs it)");
         server.child = Some(child);
-        wait_for_port(port, Duration::from_secs(10));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let exited = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
+                let log = std::fs::read_to_string(dir.join("nats.log")).unwrap_or_default();
+                panic!("nats-server did not start ({exited:?}):\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         server
     }
 }

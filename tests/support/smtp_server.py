@@ -89,6 +89,9 @@ options = dict(
 if args.mode == "starttls":
     controller = Controller(Handler(), tls_context=context, require_starttls=True, **options)
 else:
+    # aiosmtpd 1.4 does not count an implicit-TLS connection as TLS for
+    # auth_require_tls and would hide AUTH; the whole connection is TLS here.
+    options["auth_require_tls"] = False
     controller = Controller(Handler(), ssl_context=context, **options)
 controller.start()
 print("ready", flush=True)

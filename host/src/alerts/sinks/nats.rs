@@ -276,6 +276,8 @@ impl NatsSink {
             .runtime
             .block_on(options.connect(self.server.as_str()))
             .map_err(|e| format!("NATS at {shown}: {}", describe_connect(&e)))?;
+        // The JetStream context spawns its acknowledgement task on our runtime.
+        let _runtime = self.runtime.enter();
         let mut jetstream = async_nats::jetstream::new(client.clone());
         jetstream.set_timeout(self.timeout);
         if let (true, Some(stream)) = (self.config.create_stream, self.config.stream.clone()) {
