@@ -161,7 +161,9 @@ listener {plain_port} 127.0.0.1
         )
     };
     let right = [("MQTT_PASSWORD", "s3cret")];
-    let cases: [(&str, String, &[(&str, &str)], &str); 4] = [
+    // (what is wrong, the sink, its environment, the cause the error must name)
+    type Case<'a> = (&'a str, String, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
         ("wrong CA", sink(tls_port, &other_ca_file, None), &right, "not signed by a trusted CA (check tls.ca_file)"),
         ("expired certificate", sink(expired_port, &ca_file, None), &right, "certificate has expired"),
         (
