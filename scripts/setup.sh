@@ -19,9 +19,11 @@ APT_PACKAGES=(
   # scripts/setup-sdk-toolchains.sh.
   clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32 python3-venv
 )
-# `setup.sh --tests`: what the test suite adds (real brokers for the alert sinks).
+# `setup.sh --tests`: what the test suite adds: real brokers and an SMTP
+# server for the alert sinks, Prometheus's promtool to check the metrics
+# exposition, and systemd's and man's own checkers for the Debian package.
 if [ "${1:-}" = "--tests" ]; then
-  APT_PACKAGES+=(mosquitto mosquitto-clients nats-server)
+  APT_PACKAGES+=(mosquitto mosquitto-clients nats-server python3-aiosmtpd prometheus systemd man-db bash-completion)
 fi
 
 missing=()
@@ -62,5 +64,11 @@ fi
 if ! bash "$(dirname "$0")/fetch-models.sh"; then
   echo "setup: warning: the ONNX Runtime library, demo model or media could not be fetched (see above);" \
        "detector: onnx will not start until \`bash scripts/fetch-models.sh\` succeeds" >&2
+fi
+# The Debian package is built with cargo-deb (pinned; built from crates.io).
+CARGO_DEB_VERSION=3.8.0
+if [ "${1:-}" = "--tests" ] && ! cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
+  echo "setup: installing cargo-deb $CARGO_DEB_VERSION"
+  cargo install --quiet --locked cargo-deb --version "$CARGO_DEB_VERSION"
 fi
 echo "setup: done"

@@ -365,29 +365,22 @@ fn mqtt_broker_restarted_mid_burst_loses_nothing() {
     assert!(entries.iter().all(|e| e.delivery["mqtt"].state == DeliveryState::Delivered));
 }
 
+/// Every alert id in a JetStream stream, in stream order, read with
+/// async-nats on a connection of its own.
 fn jetstream_ids(url: &str, stream: &str) -> Vec<String> {
-    use base64::Engine;
-    let timeout = Duration::from_secs(5);
-    let info =
-        dshost::alerts::sinks::nats::request_once(url, &format!("$JS.API.STREAM.INFO.{stream}"), b"", timeout).unwrap();
-    let info: Value = serde_json::from_slice(&info).unwrap();
-    let (first, last) = (info["state"]["first_seq"].as_u64().unwrap(), info["state"]["last_seq"].as_u64().unwrap());
-    (first..=last)
-        .map(|seq| {
-            let request = format!("{{\"seq\":{seq}}}");
-            let reply = dshost::alerts::sinks::nats::request_once(
-                url,
-                &format!("$JS.API.STREAM.MSG.GET.{stream}"),
-                request.as_bytes(),
-                timeout,
-            )
-            .unwrap();
-            let reply: Value = serde_json::from_slice(&reply).unwrap();
-            let data =
-                base64::engine::general_purpose::STANDARD.decode(reply["message"]["data"].as_str().unwrap()).unwrap();
-            serde_json::from_slice::<Value>(&data).unwrap()["id"].as_str().unwrap().to_string()
-        })
-        .collect()
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let jetstream = async_nats::jetstream::new(client);
+        let mut stream = jetstream.get_stream(stream).await.unwrap();
+        let state = stream.info().await.unwrap().state.clone();
+        let mut ids = Vec::new();
+        for seq in state.first_sequence..=state.last_sequence {
+            let message = stream.get_raw_message(seq).await.unwrap();
+            ids.push(serde_json::from_slice::<Value>(&message.payload).unwrap()["id"].as_str().unwrap().to_string());
+        }
+        ids
+    })
 }
 
 #[test]

@@ -374,3 +374,80 @@ fn with_the_api_on_it_starts_empty_and_outlives_its_sources() {
         assert!(ureq::get(&format!("{base}/healthz")).call().is_ok());
     }
 }
+
+#[test]
+fn a_live_scrape_passes_promtool_check_metrics() {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let config = format!(
+        "sources:\n  - id: a\n    uri: test://ball?width=160&height=120&fps=30\n    detector: motion\n\
+         strategies:\n  - path: {}\n    config: {{min_confidence: 0.0}}\n",
+        common::strategy("yolo_filter").display()
+    );
+    let (_dshost, _dir) = start(&config, &["--http", &format!("127.0.0.1:{port}")], &[]);
+    // Every family present: frames flowed and the strategy was called.
+    wait_for("strategy calls", || {
+        ureq::get(&format!("{base}/metrics"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+            .is_some_and(|text| text.contains("dshost_strategy_call_duration_seconds_count"))
+    });
+    let text = ureq::get(&format!("{base}/metrics")).call().unwrap().into_string().unwrap();
+    // Prometheus's own checker (Debian's `prometheus` package): parse errors
+    // and lint problems (naming, HELP, counters' _total) both fail.
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run promtool (scripts/setup.sh --tests installs prometheus)");
+    use std::io::Write;
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}\non:\n{text}");
+}
+
+#[test]
+fn completions_load_in_bash_and_the_man_page_renders() {
+    let run = |args: &[&str]| {
+        let output = Command::new(common::dshost_bin()).args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bash = dir.path().join("dshost.bash");
+    std::fs::write(&bash, run(&["completions", "bash"])).unwrap();
+    // bash itself loads the script and registers the completion.
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p dshost", bash.display()))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("dshost"));
+    // COMP_WORDS for `dshost valid<TAB>` completes the subcommand.
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && COMP_WORDS=(dshost valid) COMP_CWORD=1 COMP_LINE='dshost valid' COMP_POINT=12 && _dshost dshost valid dshost && printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            bash.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "validate-config", "{output:?}");
+    assert!(run(&["completions", "zsh"]).starts_with("#compdef dshost"));
+    assert!(run(&["completions", "fish"]).contains("complete -c dshost"));
+
+    let page = dir.path().join("dshost.1");
+    std::fs::write(&page, run(&["man"])).unwrap();
+    let output =
+        Command::new("man").arg("-l").arg(&page).env("MANWIDTH", "100").env("MANPAGER", "cat").output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for needle in ["NAME", "dshost", "validate-config", "completions"] {
+        assert!(text.contains(needle), "the rendered man page lacks {needle}:\n{text}");
+    }
+}

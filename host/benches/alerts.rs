@@ -1,12 +1,15 @@
 //! Alert delivery: detection-to-delivery latency (p50/p99) and sustained
 //! alerts per second, through the whole alert path (throttle, SQLite
-//! journal, sink queue and thread) to a JSON-lines file and to a local
-//! mosquitto broker, against a baseline measured in the same run: the same
-//! sink called directly from the sending thread (no journal, no queue).
+//! journal, sink queue and thread) to a JSON-lines file, a local mosquitto
+//! broker and a local nats-server with JetStream, against a baseline
+//! measured in the same run: the same sink called directly from the sending
+//! thread (no journal, no queue). For NATS, the hand-written client that
+//! async-nats replaced (benches/support/nats_handwritten.rs) is measured in
+//! the same run too, called directly like the baseline.
 //!
 //! Latency is measured from handing the alert to dshost to the moment an
-//! independent reader sees it: a thread tailing the file, or an MQTT
-//! subscriber on its own connection.
+//! independent reader sees it: a thread tailing the file, or an MQTT or
+//! NATS subscriber on its own connection.
 //!
 //!     cargo bench -p dshost --bench alerts
 
@@ -21,6 +24,10 @@ use std::time::{Duration, Instant};
 
 use dshost::alerts::sinks::jsonl::{JsonlConfig, JsonlSink};
 use dshost::alerts::sinks::mqtt::{MqttConfig, MqttSink};
+use dshost::alerts::sinks::nats::{NatsConfig, NatsSink};
+
+#[path = "support/nats_handwritten.rs"]
+mod nats_handwritten;
 use dshost::alerts::sinks::{PayloadFormat, Sink, SinkConfig};
 use dshost::alerts::{
     Alert, AlertBox, AlertLevel, AlertStats, Dispatcher, DispatcherSettings, JournalConfig, Throttle,
@@ -214,6 +221,7 @@ fn dispatcher(
         match &mut sink {
             SinkConfig::Jsonl(c) => c.delivery.queue_capacity = 100_000,
             SinkConfig::Mqtt(c) => c.delivery.queue_capacity = 100_000,
+            SinkConfig::Nats(c) => c.delivery.queue_capacity = 100_000,
             _ => {}
         }
     }
@@ -338,4 +346,87 @@ fn main() {
     stop.store(true, Ordering::Relaxed);
     subscriber.join().unwrap();
     drop(broker);
+
+    nats(paced, flat_out, dir.path(), &seen);
+}
+
+/// A core-NATS subscriber on its own connection (JetStream publishes reach
+/// plain subscribers too), noting when each alert id arrives.
+fn nats_subscribe(url: &str, seen: Seen, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let url = url.to_string();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let client = async_nats::connect(url).await.expect("subscriber connects");
+            let mut subscription = client.subscribe("bench.>").await.unwrap();
+            client.flush().await.unwrap();
+            ready_tx.send(()).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let next =
+                    tokio::time::timeout(Duration::from_millis(100), futures::StreamExt::next(&mut subscription)).await;
+                if let Ok(Some(message)) = next {
+                    let now = Instant::now();
+                    if let Some(id) = id_of(&message.payload) {
+                        seen.lock().unwrap().entry(id).or_insert(now);
+                    }
+                }
+            }
+        });
+    });
+    ready_rx.recv().expect("subscriber ready");
+    thread
+}
+
+fn nats(paced: usize, flat_out: usize, dir: &Path, seen: &Seen) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
+    let server = match Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir.join("jetstream"))
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(child) => Broker(child),
+        Err(error) => {
+            println!(
+                "\nnats: skipped, cannot start nats-server ({error}); `bash scripts/setup.sh --tests` installs it"
+            );
+            return;
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("nats://127.0.0.1:{port}");
+    let config = NatsConfig {
+        url: url.clone(),
+        subject: "bench.{source}".into(),
+        stream: Some("BENCH".into()),
+        create_stream: true,
+        ..Default::default()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let subscriber = nats_subscribe(&url, seen.clone(), stop.clone());
+    // async-nats called directly (this also creates the stream).
+    let mut direct = NatsSink::new(&config).unwrap();
+    let base = measure(paced, flat_out, &mut |a| direct.deliver(&a, &PayloadFormat::Dshost.encode(&a)).unwrap(), seen);
+    drop(direct);
+    println!();
+    baseline_line("nats js: async-nats direct (baseline)", &base);
+    let mut old = nats_handwritten::HandWrittenNats::new(&format!("127.0.0.1:{port}"), "bench.cam-1");
+    let result = measure(paced, flat_out, &mut |a| old.deliver(&a, &PayloadFormat::Dshost.encode(&a)).unwrap(), seen);
+    report("nats js: hand-written direct", &result, &base);
+    drop(old);
+    for journal in [true, false] {
+        let (sender, thread) = dispatcher(SinkConfig::Nats(config.clone()), dir, journal);
+        let result = measure(paced, flat_out, &mut |a| sender.send(a).unwrap(), seen);
+        drop(sender);
+        thread.join().unwrap();
+        report(if journal { "nats js: dshost (journal on)" } else { "nats js: dshost (journal off)" }, &result, &base);
+    }
+    stop.store(true, Ordering::Relaxed);
+    subscriber.join().unwrap();
+    drop(server);
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::ops::http::{ApiState, HttpError, HttpServer};
+use crate::ops::http::{ApiState, HttpError, HttpOptions, HttpServer};
 use crate::runtime::{RunSummary, Service, ServiceError, ServiceOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,12 +20,18 @@ pub enum AppError {
     Address(String),
 }
 
+/// Where and how to serve HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub address: SocketAddr,
+    pub token: Option<String>,
+    /// HTTPS and the plaintext-token rule (`monitoring.http.tls`, ...).
+    pub options: HttpOptions,
+}
+
 /// Where to serve HTTP, if anywhere: `override_address` (`--http`) wins over
-/// `monitoring.http.address`; the token comes from the config.
-pub fn http_settings(
-    config: &Config,
-    override_address: Option<&str>,
-) -> Result<Option<(SocketAddr, Option<String>)>, AppError> {
+/// `monitoring.http.address`; the token and TLS settings come from the config.
+pub fn http_settings(config: &Config, override_address: Option<&str>) -> Result<Option<HttpSettings>, AppError> {
     let configured = config.monitoring.http.as_ref();
     let address = match (override_address, configured) {
         (Some(address), _) => address.to_string(),
@@ -34,7 +40,11 @@ pub fn http_settings(
     };
     let parsed = address.parse().map_err(|_| AppError::Address(address.clone()))?;
     let token = configured.and_then(|h| h.token.clone()).filter(|t| !t.is_empty());
-    Ok(Some((parsed, token)))
+    let options = HttpOptions {
+        tls: configured.and_then(|h| h.tls.clone()),
+        allow_plaintext_token: configured.is_some_and(|h| h.allow_plaintext_token),
+    };
+    Ok(Some(HttpSettings { address: parsed, token, options }))
 }
 
 pub struct App {
@@ -44,15 +54,11 @@ pub struct App {
 
 impl App {
     /// Starts the service, then the HTTP server when `http` says where.
-    pub fn start(
-        config: Config,
-        options: ServiceOptions,
-        http: Option<(SocketAddr, Option<String>)>,
-    ) -> Result<App, AppError> {
+    pub fn start(config: Config, options: ServiceOptions, http: Option<HttpSettings>) -> Result<App, AppError> {
         let service = Service::start(config, options)?;
         let http = match http {
             None => None,
-            Some((address, token)) => {
+            Some(HttpSettings { address, token, options }) => {
                 let state = ApiState {
                     control: service.control().clone(),
                     snapshot_dir: service.snapshot_dir().to_path_buf(),
@@ -60,7 +66,7 @@ impl App {
                     alerts: service.alert_stats().clone(),
                     token: token.map(Arc::from),
                 };
-                match HttpServer::start(address, state) {
+                match HttpServer::start_with(address, state, options) {
                     Ok(server) => Some(server),
                     Err(error) => {
                         service.shutdown();

@@ -92,6 +92,14 @@ pub enum Command {
     /// Report GStreamer, DeepStream (version, how detected, metadata layout,
     /// profile, elements), the GPU, and which backend `auto` picks and why.
     Probe(ProbeArgs),
+    /// Print a shell completion script on stdout, e.g.
+    /// `dshost completions bash > /etc/bash_completion.d/dshost`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout, e.g. `dshost man | man -l -`.
+    Man,
     /// Inspect ONNX models for the inference stage (`pipeline.detector: onnx`).
     #[command(subcommand)]
     Model(ModelCommand),

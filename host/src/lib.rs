@@ -18,3 +18,4 @@ pub mod probe;
 pub mod redact;
 pub mod runtime;
 pub mod strategy;
+pub mod tls;

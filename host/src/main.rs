@@ -55,6 +55,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Alerts(command)) => alerts_cli::run(&data_dir, command),
         Some(Command::Probe(args)) => probe(&args),
         Some(Command::Model(cli::ModelCommand::Check(args))) => model_cli::check(&args),
+        Some(Command::Completions { shell }) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "dshost", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Man) => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout()).context("cannot write the man page")?;
+            Ok(ExitCode::SUCCESS)
+        }
         None => run::run(&cli.run, &data_dir),
     }
 }

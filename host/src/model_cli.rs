@@ -233,8 +233,12 @@ fn throughput(model: &OnnxModel, counts: &[usize], seconds: f64) -> Result<()> {
         for _ in 0..count {
             sessions.push(model.session(1)?);
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs_f64(seconds.max(0.5));
         let (image, decode) = (&image, &decode);
+        // Every session warms up first (a CUDA session's first run picks its
+        // kernels: seconds), then all run together for `seconds`.
+        let start = std::sync::Barrier::new(count);
+        let start = &start;
+        let span = Duration::from_secs_f64(seconds.max(0.5));
         let mut times: Vec<Duration> = std::thread::scope(|scope| {
             let handles: Vec<_> = sessions
                 .into_iter()
@@ -247,6 +251,8 @@ fn throughput(model: &OnnxModel, counts: &[usize], seconds: f64) -> Result<()> {
                         };
                         let mut results = Vec::new();
                         session.detect(&[frame], decode, &mut results); // warm-up
+                        start.wait();
+                        let deadline = std::time::Instant::now() + span;
                         let mut times = Vec::new();
                         while std::time::Instant::now() < deadline {
                             times.push(session.detect(&[frame], decode, &mut results).inference);

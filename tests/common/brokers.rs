@@ -170,3 +170,119 @@ impl Drop for NatsServer {
         stop(&mut self.child, "-KILL");
     }
 }
+
+impl Mosquitto {
+    /// mosquitto with a config of the test's own (TLS listeners, password
+    /// files); waits until every port in `ports` accepts connections.
+    pub fn start_config(dir: &Path, body: &str, ports: &[u16]) -> Mosquitto {
+        let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
+        let config = format!(
+            "{body}\npersistence true\npersistence_location {}/\nautosave_interval 1\nuser {user}\nlog_dest stderr\nlog_type all\n",
+            dir.display()
+        );
+        std::fs::write(dir.join("mosquitto.conf"), config).expect("write mosquitto.conf");
+        let mut broker = Mosquitto { port: ports[0], dir: dir.to_path_buf(), child: None };
+        broker.restart();
+        for port in &ports[1..] {
+            wait_for_port(*port, Duration::from_secs(10));
+        }
+        broker
+    }
+}
+
+/// Waits until `path` holds a line containing `needle` (a log line, a
+/// client's acknowledgement), e.g. mosquitto_sub -d's "received SUBACK".
+pub fn wait_for_line(path: &Path, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if std::fs::read_to_string(path).unwrap_or_default().lines().any(|l| l.contains(needle)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no line with {needle:?} in {} after {timeout:?}", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl NatsServer {
+    /// nats-server with a config file of the test's own (TLS, users);
+    /// `port` must be the one the config listens on.
+    pub fn start_config(dir: &Path, config: &str, port: u16) -> NatsServer {
+        std::fs::write(dir.join("nats.conf"), config).expect("write nats.conf");
+        let mut server = NatsServer { port, dir: dir.to_path_buf(), child: None };
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("nats.log")).unwrap();
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(dir.join("nats.conf"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start nats-server (scripts/setup.sh installs it)");
+        server.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let exited = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
+                let log = std::fs::read_to_string(dir.join("nats.log")).unwrap_or_default();
+                panic!("nats-server did not start ({exited:?}):\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+}
+
+/// An SMTP server (aiosmtpd, tests/support/smtp_server.py) with TLS and
+/// AUTH; every mail it accepts becomes a JSON file parsed by Python's email
+/// package.
+pub struct SmtpServer {
+    pub port: u16,
+    out: PathBuf,
+    child: Child,
+}
+
+impl SmtpServer {
+    /// `mode`: `starttls` or `implicit`.
+    pub fn start(dir: &Path, mode: &str, cert: &Path, key: &Path, user: &str, password: &str) -> SmtpServer {
+        use std::io::BufRead;
+        let port = free_port();
+        let out = dir.join(format!("mail-{port}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/smtp_server.py");
+        // Debian's interpreter: python3-aiosmtpd installs for it.
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .args(["--port", &port.to_string(), "--mode", mode, "--user", user, "--password", password])
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join(format!("smtp-{port}.log"))).unwrap())
+            .spawn()
+            .expect("cannot start the SMTP server (scripts/setup.sh installs python3-aiosmtpd)");
+        let mut ready = String::new();
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufReader::new(stdout).read_line(&mut ready).unwrap();
+        assert_eq!(ready.trim(), "ready", "the SMTP server did not start; see {}", dir.display());
+        SmtpServer { port, out, child }
+    }
+
+    /// Every mail received so far, oldest first.
+    pub fn mails(&self) -> Vec<serde_json::Value> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&self.out)
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        paths.retain(|p| p.extension().is_some_and(|e| e == "json"));
+        paths.sort();
+        paths.iter().map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()).collect()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

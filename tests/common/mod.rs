@@ -6,6 +6,7 @@
 pub mod brokers;
 pub mod media;
 pub mod models;
+pub mod pki;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

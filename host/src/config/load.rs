@@ -368,6 +368,12 @@ fn validate(config: &Config, collector: &mut Collector) {
             ),
             Ok(address) if !address.ip().is_loopback() && http.token.as_deref().is_none_or(str::is_empty) => collector
                 .push("monitoring.http.token", "a bearer token is required when listening on a non-loopback address"),
+            Ok(address) if !address.ip().is_loopback() && http.tls.is_none() && !http.allow_plaintext_token => {
+                collector.push(
+                    "monitoring.http.tls",
+                    "off loopback the token needs TLS (cert, key), or set allow_plaintext_token: true",
+                )
+            }
             Ok(_) => {}
         }
     }

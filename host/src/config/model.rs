@@ -92,6 +92,13 @@ pub struct HttpConfig {
     /// environment (DSHOST_MONITORING__HTTP__TOKEN) over writing it here.
     #[serde(default)]
     pub token: Option<String>,
+    /// Serve HTTPS with this certificate and key (PEM files).
+    #[serde(default)]
+    pub tls: Option<crate::tls::ServerTlsConfig>,
+    /// Off loopback, allow the token over plain HTTP (logged at start).
+    /// Without it, a token off loopback needs `tls`.
+    #[serde(default)]
+    pub allow_plaintext_token: bool,
 }
 
 impl HttpConfig {

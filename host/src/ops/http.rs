@@ -257,12 +257,8 @@ async fn thumbnail(State(state): State<ApiState>, Path(id): Path<String>) -> Res
 
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     if let Some(token) = &state.token {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if presented != Some(&**token) {
+        let presented = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if !super::token::BearerToken::new(token).accepts_header(presented) {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token (Authorization: Bearer <token>)",
@@ -296,6 +292,19 @@ pub enum HttpError {
     TokenRequired(SocketAddr),
     #[error("cannot start the HTTP runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("refusing to send the bearer token in clear text on {0}: set `monitoring.http.tls` (cert and key), bind to 127.0.0.1, or set `monitoring.http.allow_plaintext_token: true`")]
+    PlaintextToken(SocketAddr),
+    #[error("monitoring.http.tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// How the server is exposed beyond its address.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<crate::tls::ServerTlsConfig>,
+    /// Off loopback, allow a token without TLS (logged).
+    pub allow_plaintext_token: bool,
 }
 
 /// A running HTTP server; dropping it stops the server.
@@ -309,9 +318,23 @@ impl HttpServer {
     /// Binds and serves on a thread of its own (a small tokio runtime), so
     /// nothing here competes with the pipeline's or strategies' threads.
     pub fn start(address: SocketAddr, state: ApiState) -> Result<HttpServer, HttpError> {
-        if !address.ip().is_loopback() && state.token.is_none() {
-            return Err(HttpError::TokenRequired(address));
+        HttpServer::start_with(address, state, HttpOptions::default())
+    }
+
+    /// [`HttpServer::start`] with HTTPS and the plaintext-token rule.
+    pub fn start_with(address: SocketAddr, state: ApiState, options: HttpOptions) -> Result<HttpServer, HttpError> {
+        let exposure = super::tls::Exposure {
+            address,
+            token: state.token.is_some(),
+            tls: options.tls.is_some(),
+            allow_plaintext_token: options.allow_plaintext_token,
+        };
+        match exposure.check() {
+            Ok(()) => {}
+            Err(super::tls::Refusal::TokenRequired) => return Err(HttpError::TokenRequired(address)),
+            Err(super::tls::Refusal::PlaintextToken) => return Err(HttpError::PlaintextToken(address)),
         }
+        let tls = options.tls.as_ref().map(|tls| tls.server_config().map(Arc::new)).transpose()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("dshost-http")
@@ -324,20 +347,28 @@ impl HttpServer {
         let bound = listener.local_addr().map_err(|source| HttpError::Bind { address, source })?;
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let app = router(state);
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let thread = std::thread::Builder::new()
             .name("dshost-http".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                    let stopped = async {
                         let _ = stop.await;
-                    });
-                    if let Err(e) = serve.await {
+                    };
+                    let served = match tls {
+                        Some(config) => match super::tls::TlsListener::new(listener, config) {
+                            Ok(listener) => axum::serve(listener, app).with_graceful_shutdown(stopped).await,
+                            Err(e) => Err(e),
+                        },
+                        None => axum::serve(listener, app).with_graceful_shutdown(stopped).await,
+                    };
+                    if let Err(e) = served {
                         tracing::error!(error = %e, "HTTP server stopped");
                     }
                 });
             })
             .map_err(HttpError::Runtime)?;
-        tracing::info!(address = %bound, "HTTP server listening (metrics, health, control API)");
+        tracing::info!(address = %bound, scheme, "HTTP server listening (metrics, health, control API)");
         Ok(HttpServer { address: bound, shutdown: Some(shutdown), thread: Some(thread) })
     }
 }

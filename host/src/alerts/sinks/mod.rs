@@ -4,6 +4,7 @@
 //! another sink or the pipeline and nothing journaled is lost.
 
 pub mod console;
+pub mod email;
 pub mod jsonl;
 pub mod mqtt;
 pub mod nats;
@@ -62,6 +63,30 @@ pub trait Sink: Send {
     fn deliver(&mut self, alert: &Alert, payload: &[u8]) -> Result<(), DeliveryError>;
     /// Called about once a second while the queue is empty (keep-alives).
     fn idle(&mut self) {}
+    /// How many alerts one delivery may carry ([`Sink::deliver_batch`]).
+    fn batching(&self) -> Batching {
+        Batching::default()
+    }
+    /// Delivers several alerts as one (a mail); `Ok` means all of them
+    /// arrived, an error that none is known to have. Only called by sinks
+    /// whose [`Sink::batching`] allows more than one.
+    fn deliver_batch(&mut self, batch: &[(&Alert, &[u8])]) -> Result<(), DeliveryError> {
+        batch.iter().try_for_each(|(alert, payload)| self.deliver(alert, payload))
+    }
+}
+
+/// How a sink groups alerts: up to `max_items` in one delivery, the first
+/// waiting at most `max_wait` for the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    pub max_items: usize,
+    pub max_wait: Duration,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching { max_items: 1, max_wait: Duration::ZERO }
+    }
 }
 
 /// Queueing and retry settings shared by every sink kind.
@@ -98,6 +123,7 @@ pub enum SinkConfig {
     Webhook(webhook::WebhookConfig),
     Mqtt(mqtt::MqttConfig),
     Nats(nats::NatsConfig),
+    Email(email::EmailConfig),
 }
 
 /// Fields every sink kind has (each kind's struct carries them, because
@@ -117,6 +143,7 @@ impl SinkConfig {
             SinkConfig::Webhook(_) => "webhook",
             SinkConfig::Mqtt(_) => "mqtt",
             SinkConfig::Nats(_) => "nats",
+            SinkConfig::Email(_) => "email",
         }
     }
 
@@ -129,6 +156,7 @@ impl SinkConfig {
             SinkConfig::Webhook(c) => Common { name: c.name.as_deref(), format: c.format, delivery: &c.delivery },
             SinkConfig::Mqtt(c) => Common { name: c.name.as_deref(), format: c.format, delivery: &c.delivery },
             SinkConfig::Nats(c) => Common { name: c.name.as_deref(), format: c.format, delivery: &c.delivery },
+            SinkConfig::Email(c) => Common { name: c.name.as_deref(), format: c.format, delivery: &c.delivery },
         }
     }
 
@@ -161,6 +189,7 @@ impl SinkConfig {
             SinkConfig::Webhook(c) => problems.extend(c.validate()),
             SinkConfig::Mqtt(c) => problems.extend(c.validate()),
             SinkConfig::Nats(c) => problems.extend(c.validate()),
+            SinkConfig::Email(c) => problems.extend(c.validate()),
         }
         problems
     }
@@ -174,6 +203,7 @@ impl SinkConfig {
             SinkConfig::Webhook(c) => Box::new(webhook::WebhookSink::new(c)?),
             SinkConfig::Mqtt(c) => Box::new(mqtt::MqttSink::new(c, &self.name())?),
             SinkConfig::Nats(c) => Box::new(nats::NatsSink::new(c)?),
+            SinkConfig::Email(c) => Box::new(email::EmailSink::new(c)?),
         })
     }
 }

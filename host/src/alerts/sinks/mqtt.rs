@@ -1,28 +1,37 @@
-//! MQTT 3.1.1 publisher, QoS 1 (or 0).
+//! MQTT 3.1.1 publisher, QoS 1 (or 0), over TCP or TLS.
 //!
 //! Only the publishing side of the protocol, written here rather than taken
 //! from a client crate: at-least-once through our journal needs to know that
 //! *this* alert was acknowledged (PUBACK for its packet id) before the
-//! journal marks it delivered, and the event-loop clients hide that pairing.
-//! One alert is in flight at a time; on loopback that is still thousands per
-//! second (see docs/benchmarks.md). Plain TCP only; put a TLS-terminating
-//! proxy or the broker's loopback listener in front for remote brokers.
-
+//! journal marks it delivered. Compared (2026-12): rumqttc's publish returns
+//! no packet id, so an acknowledgement cannot be paired with its publish
+//! (its issues #349, #805, #1007, open); paho-mqtt has per-message delivery
+//! tokens but wraps the Paho C library (built with cmake, TLS through
+//! OpenSSL: a second TLS stack beside rustls and a C build on every
+//! machine); the newer pure-Rust clients with acknowledgement tokens are
+//! young single-maintainer crates. Our client is small, one alert is in
+//! flight at a time (thousands per second on loopback, docs/benchmarks.md),
+//! and TLS is rustls through [`crate::tls`].
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use super::{fill_template, DeliveryConfig, DeliveryError, PayloadFormat, Sink};
 use crate::alerts::alert::Alert;
+use crate::tls::ClientTlsConfig;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
     pub name: Option<String>,
-    /// Broker `host:port`.
+    /// Broker `host:port`, `mqtt://host[:port]` or `mqtts://host[:port]`
+    /// (TLS, port 8883 by default).
     pub address: String,
+    /// TLS settings; present (or `mqtts://`) = TLS on.
+    pub tls: Option<ClientTlsConfig>,
     /// Placeholders: {source}, {strategy}, {pattern}, {level}.
     pub topic: String,
     /// 0 or 1.
@@ -43,6 +52,7 @@ impl Default for MqttConfig {
         MqttConfig {
             name: None,
             address: "127.0.0.1:1883".into(),
+            tls: None,
             topic: "dshost/alerts/{source}/{pattern}".into(),
             qos: 1,
             retain: false,
@@ -60,8 +70,14 @@ impl Default for MqttConfig {
 impl MqttConfig {
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut problems = Vec::new();
-        if !valid_address(&self.address) {
-            problems.push(("address".into(), "must be host:port, e.g. 127.0.0.1:1883".into()));
+        if self.endpoint().is_none() {
+            problems.push((
+                "address".into(),
+                "must be host:port, mqtt://host[:port] or mqtts://host[:port], e.g. 127.0.0.1:1883".into(),
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            problems.extend(tls.validate());
         }
         if self.qos > 1 {
             problems.push(("qos".into(), "0 or 1 (QoS 2 is not supported; the journal gives at-least-once)".into()));
@@ -82,12 +98,75 @@ impl MqttConfig {
     }
 }
 
-/// `host:port` with a numeric port (no lookup).
-pub(crate) fn valid_address(address: &str) -> bool {
-    match address.rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
-        None => false,
+/// Where to connect: host, port, and whether TLS is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl MqttConfig {
+    /// The broker's host and port (no lookup); `None` if malformed.
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        let (scheme_tls, rest) = match self.address.split_once("://") {
+            Some(("mqtt" | "tcp", rest)) => (false, rest),
+            Some(("mqtts" | "ssl" | "tls", rest)) => (true, rest),
+            Some(_) => return None,
+            None => (false, self.address.as_str()),
+        };
+        let tls = scheme_tls || self.tls.is_some();
+        let default_port = if tls { 8883 } else { 1883 };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            // `[::1]:8883`, or `host:port`.
+            Some((host, port)) if !host.ends_with(':') || host.starts_with('[') => {
+                (host, port.parse::<u16>().ok().filter(|p| *p > 0)?)
+            }
+            _ if self.address.contains("://") => (rest, default_port),
+            _ => return None,
+        };
+        if host.is_empty() || host.contains(['/', '@', ' ']) {
+            return None;
+        }
+        Some(Endpoint { host: host.trim_start_matches('[').trim_end_matches(']').to_string(), port, tls })
     }
+}
+
+/// The byte stream under MQTT: plain TCP or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// An I/O error in words: TLS causes explained, others as they are.
+fn describe(error: &std::io::Error) -> String {
+    crate::tls::explain(error).unwrap_or_else(|| error.to_string())
 }
 
 /// Topic levels may not hold `/`, `+` or `#` from data.
@@ -96,12 +175,16 @@ fn clean_topic_value(value: &str) -> String {
 }
 
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     last_sent: Instant,
 }
 
 pub struct MqttSink {
+    /// As configured, for messages.
     address: String,
+    endpoint: Endpoint,
+    /// TLS client settings and the name the certificate must carry.
+    tls: Option<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)>,
     topic: String,
     qos: u8,
     retain: bool,
@@ -117,8 +200,26 @@ pub struct MqttSink {
 impl MqttSink {
     pub fn new(config: &MqttConfig, sink_name: &str) -> Result<MqttSink, String> {
         let password = super::secret(&config.password, &config.password_env, "mqtt password")?;
+        let endpoint = config.endpoint().ok_or_else(|| format!("mqtt address `{}` is malformed", config.address))?;
+        let tls = if endpoint.tls {
+            let settings = config.tls.clone().unwrap_or_default();
+            let client =
+                settings.client_config(&format!("mqtt sink {sink_name}")).map_err(|e| format!("mqtt tls: {e}"))?;
+            let name = settings.server_name(&endpoint.host).map_err(|e| format!("mqtt tls: {e}"))?;
+            Some((Arc::new(client), name))
+        } else {
+            if password.is_some() {
+                tracing::warn!(
+                    sink = sink_name,
+                    "the MQTT password travels in clear text: use mqtts:// (tls) off loopback"
+                );
+            }
+            None
+        };
         Ok(MqttSink {
             address: config.address.clone(),
+            endpoint,
+            tls,
             topic: config.topic.clone(),
             qos: config.qos.min(1),
             retain: config.retain,
@@ -133,12 +234,28 @@ impl MqttSink {
     }
 
     fn connect(&mut self) -> Result<(), String> {
-        let address = resolve(&self.address)?;
-        let mut stream = TcpStream::connect_timeout(&address, self.timeout)
+        let address = resolve(&format!("{}:{}", self.endpoint.host, self.endpoint.port))?;
+        let tcp = TcpStream::connect_timeout(&address, self.timeout)
             .map_err(|e| format!("cannot connect to the MQTT broker at {}: {e}", self.address))?;
-        stream.set_nodelay(true).ok();
-        stream.set_read_timeout(Some(self.timeout)).ok();
-        stream.set_write_timeout(Some(self.timeout)).ok();
+        tcp.set_nodelay(true).ok();
+        tcp.set_read_timeout(Some(self.timeout)).ok();
+        tcp.set_write_timeout(Some(self.timeout)).ok();
+        let mut stream = match &self.tls {
+            None => Stream::Plain(tcp),
+            Some((config, name)) => {
+                let mut tcp = tcp;
+                let mut connection = rustls::ClientConnection::new(config.clone(), name.clone())
+                    .map_err(|e| format!("MQTT broker at {}: TLS: {e}", self.address))?;
+                // Finish the handshake here, so a certificate problem is
+                // reported as such, not as a failed CONNECT.
+                while connection.is_handshaking() {
+                    connection
+                        .complete_io(&mut tcp)
+                        .map_err(|e| format!("MQTT broker at {}: {}", self.address, describe(&e)))?;
+                }
+                Stream::Tls(Box::new(rustls::StreamOwned::new(connection, tcp)))
+            }
+        };
 
         let mut variable = Vec::new();
         put_str(&mut variable, "MQTT");
@@ -159,8 +276,11 @@ impl MqttSink {
         if let Some(password) = &self.password {
             put_str(&mut variable, password);
         }
-        stream.write_all(&packet(0x10, &variable)).map_err(|e| format!("MQTT connect to {}: {e}", self.address))?;
-        let (kind, body) = read_packet(&mut stream).map_err(|e| format!("MQTT connect to {}: {e}", self.address))?;
+        stream
+            .write_all(&packet(0x10, &variable))
+            .map_err(|e| format!("MQTT connect to {}: {}", self.address, describe(&e)))?;
+        let (kind, body) =
+            read_packet(&mut stream).map_err(|e| format!("MQTT connect to {}: {}", self.address, describe(&e)))?;
         if kind >> 4 != 2 || body.len() < 2 {
             return Err(format!("the MQTT broker at {} answered CONNECT with packet type {}", self.address, kind >> 4));
         }
@@ -191,7 +311,10 @@ impl MqttSink {
         let address = self.address.clone();
         let qos = self.qos;
         let Some(connection) = self.connection.as_mut() else { return Err("not connected".into()) };
-        connection.stream.write_all(&packet(header, &body)).map_err(|e| format!("MQTT publish to {address}: {e}"))?;
+        connection
+            .stream
+            .write_all(&packet(header, &body))
+            .map_err(|e| format!("MQTT publish to {address}: {}", describe(&e)))?;
         connection.last_sent = Instant::now();
         if qos == 0 {
             return Ok(());
@@ -258,7 +381,7 @@ fn connack_reason(code: u8) -> &'static str {
         2 => "client id rejected (set client_id)",
         3 => "server unavailable",
         4 => "bad user name or password (check username / password_env)",
-        5 => "not authorized",
+        5 => "not authorized (check username / password_env, and the broker's ACL)",
         _ => "unknown reason",
     }
 }
@@ -289,7 +412,7 @@ fn packet(header: u8, body: &[u8]) -> Vec<u8> {
     out
 }
 
-fn read_packet(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+fn read_packet(stream: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
     let mut header = [0u8; 1];
     stream.read_exact(&mut header)?;
     let mut length = 0usize;
@@ -335,5 +458,22 @@ mod tests {
         let fields: Vec<String> = config.validate().into_iter().map(|(f, _)| f).collect();
         assert_eq!(fields, vec!["address", "qos", "topic"]);
         assert!(MqttConfig::default().validate().is_empty());
+    }
+
+    #[test]
+    fn addresses_pick_tls_and_its_default_port() {
+        let endpoint = |address: &str, tls: Option<ClientTlsConfig>| {
+            MqttConfig { address: address.into(), tls, ..Default::default() }.endpoint()
+        };
+        let e = |host: &str, port, tls| Some(Endpoint { host: host.into(), port, tls });
+        assert_eq!(endpoint("127.0.0.1:1883", None), e("127.0.0.1", 1883, false));
+        assert_eq!(endpoint("mqtts://broker.example", None), e("broker.example", 8883, true));
+        assert_eq!(endpoint("mqtts://broker.example:9000", None), e("broker.example", 9000, true));
+        assert_eq!(endpoint("mqtt://broker.example", None), e("broker.example", 1883, false));
+        assert_eq!(endpoint("mqtt://broker.example", Some(Default::default())), e("broker.example", 8883, true));
+        assert_eq!(endpoint("[::1]:8883", None), e("::1", 8883, false));
+        assert_eq!(endpoint("broker.example", None), None);
+        assert_eq!(endpoint("http://broker.example", None), None);
+        assert_eq!(endpoint("mqtts://user@broker.example", None), None);
     }
 }

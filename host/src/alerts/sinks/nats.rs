@@ -1,31 +1,38 @@
-//! NATS publisher, with JetStream publish acknowledgements.
+//! NATS publisher, with JetStream publish acknowledgements, through
+//! `async-nats` (the NATS maintainers' client).
 //!
-//! The client side of the text protocol that publishing needs (INFO,
-//! CONNECT, PING/PONG, SUB, PUB/HPUB, MSG/HMSG), written here for the same
-//! reason as the MQTT sink: the journal may mark an alert delivered only
-//! when JetStream has acknowledged *that* message. Each alert carries its id
-//! as `Nats-Msg-Id`, so JetStream drops a redelivery inside the stream's
-//! duplicate window. With `jetstream: false` the alert is a core NATS
-//! publish, confirmed by a PING/PONG round trip (the server has read it; no
-//! storage guarantee). Plain TCP only.
+//! The journal may mark an alert delivered only when JetStream has
+//! acknowledged *that* message: every publish gets its own
+//! `PublishAckFuture`. Each alert carries its id as `Nats-Msg-Id`, so
+//! JetStream drops a redelivery inside the stream's duplicate window. With
+//! `jetstream: false` the alert is a core NATS publish confirmed by a flush
+//! (a PING/PONG round trip: the server has read it; no storage guarantee).
+//! TLS (`tls://` or `tls:`), tokens, user/password, NKey seeds and `.creds`
+//! files (JWT) are async-nats's. It replaced a hand-written client of the
+//! text protocol: docs/benchmarks.md compares the two.
+//!
+//! The sink's thread drives its own small tokio runtime (one worker, so the
+//! client answers the server's PINGs between alerts).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::{fill_template, DeliveryConfig, DeliveryError, PayloadFormat, Sink};
 use crate::alerts::alert::Alert;
 use crate::redact::redact_text;
+use crate::tls::ClientTlsConfig;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
     pub name: Option<String>,
-    /// `nats://host:port` (user:password@ or token@ allowed, but prefer
-    /// `password_env` / `token_env`).
+    /// `nats://host:port`, or `tls://host:port` for TLS (user:password@ or
+    /// token@ allowed, but prefer `password_env` / `token_env`).
     pub url: String,
+    /// TLS settings; present (or `tls://`) = TLS required.
+    pub tls: Option<ClientTlsConfig>,
     /// Placeholders: {source}, {strategy}, {pattern}, {level}.
     pub subject: String,
     /// Publish through JetStream and wait for its acknowledgement.
@@ -37,6 +44,10 @@ pub struct NatsConfig {
     pub user: Option<String>,
     pub password_env: Option<String>,
     pub token_env: Option<String>,
+    /// File holding an NKey user seed (`SU...`).
+    pub nkey_seed_file: Option<PathBuf>,
+    /// A `.creds` file (user JWT and NKey seed) for decentralized auth.
+    pub credentials_file: Option<PathBuf>,
     pub format: PayloadFormat,
     pub delivery: DeliveryConfig,
 }
@@ -46,6 +57,7 @@ impl Default for NatsConfig {
         NatsConfig {
             name: None,
             url: "nats://127.0.0.1:4222".into(),
+            tls: None,
             subject: "dshost.alerts.{source}.{pattern}".into(),
             jetstream: true,
             stream: None,
@@ -53,6 +65,8 @@ impl Default for NatsConfig {
             user: None,
             password_env: None,
             token_env: None,
+            nkey_seed_file: None,
+            credentials_file: None,
             format: PayloadFormat::Dshost,
             delivery: DeliveryConfig::default(),
         }
@@ -63,8 +77,37 @@ impl NatsConfig {
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut problems = Vec::new();
         match url::Url::parse(&self.url) {
-            Ok(url) if url.scheme() == "nats" && url.host().is_some() => {}
-            _ => problems.push(("url".into(), "must look like nats://host:4222".into())),
+            Ok(url) if matches!(url.scheme(), "nats" | "tls") && url.host().is_some() => {}
+            _ => problems.push(("url".into(), "must look like nats://host:4222 or tls://host:4222".into())),
+        }
+        if let Some(tls) = &self.tls {
+            problems.extend(tls.validate());
+            if tls.server_name.is_some() {
+                problems.push((
+                    "tls.server_name".into(),
+                    "not supported for NATS: the certificate is checked against the url's host".into(),
+                ));
+            }
+        }
+        let methods = [
+            self.token_env.is_some(),
+            self.password_env.is_some() || self.user.is_some(),
+            self.nkey_seed_file.is_some(),
+            self.credentials_file.is_some(),
+        ];
+        if methods.iter().filter(|m| **m).count() > 1 {
+            problems.push((
+                "credentials_file".into(),
+                "use one authentication method: token_env, user + password_env, nkey_seed_file or credentials_file"
+                    .into(),
+            ));
+        }
+        for (field, path) in [("nkey_seed_file", &self.nkey_seed_file), ("credentials_file", &self.credentials_file)] {
+            if let Some(path) = path {
+                if !path.is_file() {
+                    problems.push((field.into(), format!("{} does not exist or is not a file", path.display())));
+                }
+            }
         }
         if self.subject.is_empty() || self.subject.contains([' ', '*', '>']) {
             problems.push(("subject".into(), "must be non-empty, without spaces or the wildcards * and >".into()));
@@ -112,287 +155,214 @@ fn clean_subject_value(value: &str) -> String {
         .collect()
 }
 
-enum Incoming {
-    Msg { subject: String, headers: Vec<u8>, payload: Vec<u8> },
-    Ping,
-    Pong,
-    Other,
-    Err(String),
-}
-
-struct Connection {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    inbox: String,
-    next_reply: u64,
-    last_io: Instant,
-}
-
-impl Connection {
-    fn read(&mut self) -> std::io::Result<Incoming> {
-        let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the server closed the connection"));
-        }
-        self.last_io = Instant::now();
-        let line = line.trim_end();
-        let mut parts = line.split_ascii_whitespace();
-        let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unexpected NATS line: {line}"));
-        Ok(match parts.next().unwrap_or("") {
-            "PING" => Incoming::Ping,
-            "PONG" => Incoming::Pong,
-            "-ERR" => Incoming::Err(line[4..].trim().trim_matches('\'').to_string()),
-            verb @ ("MSG" | "HMSG") => {
-                let fields: Vec<&str> = parts.collect();
-                let subject = fields.first().ok_or_else(invalid)?.to_string();
-                let number = |s: Option<&&str>| s.and_then(|v| v.parse::<usize>().ok()).ok_or_else(invalid);
-                let (header_len, total) = if verb == "HMSG" {
-                    (number(fields.get(fields.len().wrapping_sub(2)))?, number(fields.last())?)
-                } else {
-                    (0, number(fields.last())?)
-                };
-                if header_len > total || total > 64 * 1024 * 1024 {
-                    return Err(invalid());
-                }
-                let mut data = vec![0u8; total + 2];
-                self.reader.read_exact(&mut data)?;
-                data.truncate(total);
-                let payload = data.split_off(header_len);
-                Incoming::Msg { subject, headers: data, payload }
-            }
-            _ => Incoming::Other,
-        })
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.writer.write_all(bytes)?;
-        self.last_io = Instant::now();
-        Ok(())
-    }
-
-    /// Reads until the reply on `subject`, answering the server's PINGs.
-    fn await_reply(&mut self, subject: &str, timeout: Duration) -> Result<(Vec<u8>, Vec<u8>), String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.read().map_err(|e| e.to_string())? {
-                Incoming::Msg { subject: s, headers, payload } if s == subject => return Ok((headers, payload)),
-                Incoming::Ping => self.write(b"PONG\r\n").map_err(|e| e.to_string())?,
-                Incoming::Err(message) => return Err(format!("server error: {message}")),
-                _ => {}
-            }
-            if Instant::now() > deadline {
-                return Err(format!("no reply within {timeout:?}"));
-            }
-        }
-    }
-
-    fn await_pong(&mut self, timeout: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.read().map_err(|e| e.to_string())? {
-                Incoming::Pong => return Ok(()),
-                Incoming::Ping => self.write(b"PONG\r\n").map_err(|e| e.to_string())?,
-                Incoming::Err(message) => return Err(format!("server error: {message}")),
-                _ => {}
-            }
-            if Instant::now() > deadline {
-                return Err(format!("no PONG within {timeout:?}"));
-            }
-        }
-    }
-
-    /// Request/reply; `msg_id` becomes the `Nats-Msg-Id` header.
-    fn request(
-        &mut self,
-        subject: &str,
-        payload: &[u8],
-        msg_id: Option<&str>,
-        timeout: Duration,
-    ) -> Result<(Vec<u8>, Vec<u8>), String> {
-        self.next_reply += 1;
-        let reply = format!("{}.{}", self.inbox, self.next_reply);
-        let mut out = Vec::with_capacity(payload.len() + 128);
-        match msg_id {
-            Some(id) => {
-                let headers = format!("NATS/1.0\r\nNats-Msg-Id: {id}\r\n\r\n");
-                out.extend_from_slice(
-                    format!("HPUB {subject} {reply} {} {}\r\n", headers.len(), headers.len() + payload.len())
-                        .as_bytes(),
-                );
-                out.extend_from_slice(headers.as_bytes());
-            }
-            None => out.extend_from_slice(format!("PUB {subject} {reply} {}\r\n", payload.len()).as_bytes()),
-        }
-        out.extend_from_slice(payload);
-        out.extend_from_slice(b"\r\n");
-        self.write(&out).map_err(|e| e.to_string())?;
-        self.await_reply(&reply, timeout)
-    }
+/// How the sink authenticates (secrets resolved at start).
+#[derive(Clone)]
+enum Auth {
+    None,
+    Token(String),
+    UserPassword(String, String),
+    NKey(String),
+    Credentials(PathBuf),
 }
 
 pub struct NatsSink {
     config: NatsConfig,
+    /// The url without credentials, for logs.
     shown_url: String,
-    address: String,
-    user: Option<String>,
-    password: Option<String>,
-    token: Option<String>,
+    /// The url without credentials, to connect to.
+    server: String,
+    auth: Auth,
+    tls: Option<async_nats::rustls::ClientConfig>,
     timeout: Duration,
-    connection: Option<Connection>,
+    runtime: tokio::runtime::Runtime,
+    connection: Option<(async_nats::Client, async_nats::jetstream::Context)>,
 }
 
 impl NatsSink {
     pub fn new(config: &NatsConfig) -> Result<NatsSink, String> {
-        let url = url::Url::parse(&config.url).map_err(|e| format!("nats url: {e}"))?;
-        let host = url.host_str().ok_or("nats url: no host")?;
-        let address = format!("{host}:{}", url.port().unwrap_or(4222));
-        let (mut user, mut password, mut token) = (config.user.clone(), None, None);
+        let mut url = url::Url::parse(&config.url).map_err(|e| format!("nats url: {e}"))?;
+        if url.host_str().is_none() {
+            return Err("nats url: no host".into());
+        }
+        let mut auth = Auth::None;
         if !url.username().is_empty() {
-            match url.password() {
-                Some(p) => (user, password) = (Some(url.username().to_string()), Some(p.to_string())),
-                None => token = Some(url.username().to_string()),
+            let user = url.username().to_string();
+            auth = match url.password() {
+                Some(password) => Auth::UserPassword(user, password.to_string()),
+                None => Auth::Token(user),
+            };
+        }
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        if let Some(password) = super::secret(&None, &config.password_env, "nats password")? {
+            let user = config.user.clone().or_else(|| match &auth {
+                Auth::UserPassword(user, _) => Some(user.clone()),
+                _ => None,
+            });
+            auth = Auth::UserPassword(user.ok_or("nats password_env needs `user`")?, password);
+        }
+        if let Some(token) = super::secret(&None, &config.token_env, "nats token")? {
+            auth = Auth::Token(token);
+        }
+        if let Some(path) = &config.nkey_seed_file {
+            let seed = std::fs::read_to_string(path)
+                .map_err(|e| format!("nats nkey_seed_file {}: {e}", path.display()))?
+                .trim()
+                .to_string();
+            auth = Auth::NKey(seed);
+        }
+        if let Some(path) = &config.credentials_file {
+            auth = Auth::Credentials(path.clone());
+        }
+        let tls_on = url.scheme() == "tls" || config.tls.is_some();
+        let tls = if tls_on {
+            let settings = config.tls.clone().unwrap_or_default();
+            let what = format!("nats sink {}", config.name.as_deref().unwrap_or("nats"));
+            Some(settings.client_config(&what).map_err(|e| format!("nats tls: {e}"))?)
+        } else {
+            if !matches!(auth, Auth::None | Auth::NKey(_) | Auth::Credentials(_)) {
+                tracing::warn!(url = %redact_text(&config.url), "the NATS password or token travels in clear text: use tls:// off loopback");
             }
-        }
-        if let Some(p) = super::secret(&None, &config.password_env, "nats password")? {
-            password = Some(p);
-        }
-        if let Some(t) = super::secret(&None, &config.token_env, "nats token")? {
-            token = Some(t);
-        }
+            None
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("dshost-nats")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the NATS client runtime: {e}"))?;
         Ok(NatsSink {
             config: config.clone(),
             shown_url: redact_text(&config.url),
-            address,
-            user,
-            password,
-            token,
+            server: url.to_string(),
+            auth,
+            tls,
             timeout: config.delivery.timeout(),
+            runtime,
             connection: None,
         })
     }
 
+    fn options(&self) -> Result<async_nats::ConnectOptions, String> {
+        let options = match &self.auth {
+            Auth::None => async_nats::ConnectOptions::new(),
+            Auth::Token(token) => async_nats::ConnectOptions::with_token(token.clone()),
+            Auth::UserPassword(user, password) => {
+                async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+            }
+            Auth::NKey(seed) => async_nats::ConnectOptions::with_nkey(seed.clone()),
+            Auth::Credentials(path) => self
+                .runtime
+                .block_on(async_nats::ConnectOptions::with_credentials_file(path))
+                .map_err(|e| format!("nats credentials_file {}: {e}", path.display()))?,
+        };
+        let mut options = options
+            .name("dshost")
+            .connection_timeout(self.timeout)
+            .request_timeout(Some(self.timeout))
+            // Our worker retries with backoff; the client itself keeps
+            // reconnecting an established connection in the background.
+            .max_reconnects(None);
+        if let Some(tls) = &self.tls {
+            options = options.require_tls(true).tls_client_config(tls.clone());
+        }
+        Ok(options)
+    }
+
     fn connect(&mut self) -> Result<(), String> {
-        let fail = |e: String| format!("NATS at {}: {e}", self.shown_url);
-        let address = std::net::ToSocketAddrs::to_socket_addrs(&self.address)
-            .map_err(|e| fail(e.to_string()))?
-            .next()
-            .ok_or_else(|| fail("no address".into()))?;
-        let stream =
-            TcpStream::connect_timeout(&address, self.timeout).map_err(|e| fail(format!("cannot connect: {e}")))?;
-        stream.set_nodelay(true).ok();
-        stream.set_read_timeout(Some(self.timeout)).ok();
-        stream.set_write_timeout(Some(self.timeout)).ok();
-        let writer = stream.try_clone().map_err(|e| fail(e.to_string()))?;
-        let inbox = format!("_INBOX.dshost.{}.{:x}", std::process::id(), fastrand::u64(..));
-        let mut connection =
-            Connection { reader: BufReader::new(stream), writer, inbox, next_reply: 0, last_io: Instant::now() };
-        let mut info = String::new();
-        connection.reader.read_line(&mut info).map_err(|e| fail(e.to_string()))?;
-        if !info.starts_with("INFO ") {
-            return Err(fail(format!("not a NATS server (it said {:?})", info.trim_end())));
-        }
-        let mut options = serde_json::json!({
-            "verbose": false, "pedantic": false, "lang": "rust", "name": "dshost",
-            "version": env!("CARGO_PKG_VERSION"), "protocol": 1, "headers": true, "no_responders": true,
-        });
-        if let Some(user) = &self.user {
-            options["user"] = user.clone().into();
-        }
-        if let Some(password) = &self.password {
-            options["pass"] = password.clone().into();
-        }
-        if let Some(token) = &self.token {
-            options["auth_token"] = token.clone().into();
-        }
-        let hello = format!("CONNECT {options}\r\nPING\r\nSUB {}.* 1\r\n", connection.inbox);
-        connection.write(hello.as_bytes()).map_err(|e| fail(e.to_string()))?;
-        connection.await_pong(self.timeout).map_err(fail)?;
+        let options = self.options()?;
+        let shown = self.shown_url.clone();
+        let client = self
+            .runtime
+            .block_on(options.connect(self.server.as_str()))
+            .map_err(|e| format!("NATS at {shown}: {}", describe_connect(&e)))?;
+        // The JetStream context spawns its acknowledgement task on our runtime.
+        let _runtime = self.runtime.enter();
+        let mut jetstream = async_nats::jetstream::new(client.clone());
+        jetstream.set_timeout(self.timeout);
         if let (true, Some(stream)) = (self.config.create_stream, self.config.stream.clone()) {
-            self.ensure_stream(&mut connection, &stream).map_err(fail)?;
+            self.ensure_stream(&jetstream, &stream).map_err(|e| format!("NATS at {shown}: {e}"))?;
         }
-        self.connection = Some(connection);
+        self.connection = Some((client, jetstream));
         Ok(())
     }
 
-    fn ensure_stream(&self, connection: &mut Connection, stream: &str) -> Result<(), String> {
-        let (_, info) = connection.request(&format!("$JS.API.STREAM.INFO.{stream}"), b"", None, self.timeout)?;
-        let info: serde_json::Value = serde_json::from_slice(&info).unwrap_or_default();
-        if info.get("error").is_none() {
-            return Ok(());
-        }
-        if info["error"]["code"] != 404 {
-            return Err(format!("JetStream: {}", info["error"]["description"]));
-        }
-        let create = serde_json::json!({
-            "name": stream,
-            "subjects": [self.config.stream_subjects()],
-            "storage": "file",
+    fn ensure_stream(&self, jetstream: &async_nats::jetstream::Context, stream: &str) -> Result<(), String> {
+        let config = async_nats::jetstream::stream::Config {
+            name: stream.to_string(),
+            subjects: vec![self.config.stream_subjects()],
+            storage: async_nats::jetstream::stream::StorageType::File,
             // Two minutes of de-duplication by Nats-Msg-Id (the alert id).
-            "duplicate_window": 120_000_000_000u64,
-        });
-        let (_, answer) = connection.request(
-            &format!("$JS.API.STREAM.CREATE.{stream}"),
-            create.to_string().as_bytes(),
-            None,
-            self.timeout,
-        )?;
-        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
-        match answer.get("error") {
-            Some(error) => Err(format!("cannot create JetStream stream {stream}: {}", error["description"])),
-            None => {
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        match self.runtime.block_on(jetstream.get_stream(stream)) {
+            Ok(_) => Ok(()),
+            Err(error)
+                if matches!(error.kind(), async_nats::jetstream::context::GetStreamErrorKind::JetStream(e)
+                    if e.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                self.runtime
+                    .block_on(jetstream.create_stream(config))
+                    .map_err(|e| format!("cannot create JetStream stream {stream}: {e}"))?;
                 tracing::info!(stream, subjects = %self.config.stream_subjects(), "created the JetStream stream");
                 Ok(())
             }
+            Err(error) => Err(format!("JetStream: {error}")),
         }
     }
 
-    fn publish(&mut self, subject: &str, alert: &Alert, payload: &[u8]) -> Result<(), DeliveryError> {
+    fn publish(&mut self, subject: String, alert: &Alert, payload: &[u8]) -> Result<(), DeliveryError> {
+        let shown = &self.shown_url;
         let timeout = self.timeout;
-        let shown = self.shown_url.clone();
-        let jetstream = self.config.jetstream;
-        let Some(connection) = self.connection.as_mut() else {
+        let Some((client, jetstream)) = &self.connection else {
             return Err(DeliveryError::Retry("not connected".into()));
         };
-        if !jetstream {
-            let mut out = format!("PUB {subject} {}\r\n", payload.len()).into_bytes();
-            out.extend_from_slice(payload);
-            out.extend_from_slice(b"\r\nPING\r\n");
-            connection.write(&out).map_err(|e| DeliveryError::Retry(format!("NATS at {shown}: {e}")))?;
-            return connection.await_pong(timeout).map_err(|e| DeliveryError::Retry(format!("NATS at {shown}: {e}")));
+        if !self.config.jetstream {
+            return self.runtime.block_on(async {
+                client
+                    .publish(subject, payload.to_vec().into())
+                    .await
+                    .map_err(|e| DeliveryError::Retry(format!("NATS at {shown}: {e}")))?;
+                match tokio::time::timeout(timeout, client.flush()).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(DeliveryError::Retry(format!("NATS at {shown}: {e}"))),
+                    Err(_) => Err(DeliveryError::Retry(format!("NATS at {shown}: no PONG within {timeout:?}"))),
+                }
+            });
         }
-        let (headers, answer) = connection
-            .request(subject, payload, Some(&alert.id), timeout)
-            .map_err(|e| DeliveryError::Retry(format!("NATS at {shown}: {e}")))?;
-        if headers.starts_with(b"NATS/1.0 503") {
-            return Err(DeliveryError::Retry(format!(
-                "NATS at {shown}: no JetStream stream takes subject {subject} (create one, or set stream + create_stream)"
-            )));
+        let message = async_nats::jetstream::message::PublishMessage::build()
+            .payload(payload.to_vec().into())
+            .message_id(&alert.id);
+        let acknowledged = self.runtime.block_on(async {
+            let pending = jetstream.send_publish(subject.clone(), message).await?;
+            pending.await
+        });
+        match acknowledged {
+            Ok(_) => Ok(()),
+            Err(error) => Err(DeliveryError::Retry(match error.kind() {
+                async_nats::jetstream::context::PublishErrorKind::StreamNotFound => format!(
+                    "NATS at {shown}: no JetStream stream takes subject {subject} (create one, or set stream + create_stream)"
+                ),
+                _ => format!("NATS at {shown}: JetStream publish: {error}"),
+            })),
         }
-        let answer: serde_json::Value = serde_json::from_slice(&answer)
-            .map_err(|_| DeliveryError::Retry(format!("NATS at {shown}: unreadable JetStream acknowledgement")))?;
-        if let Some(error) = answer.get("error") {
-            return Err(DeliveryError::Retry(format!("NATS at {shown}: JetStream refused: {}", error["description"])));
-        }
-        if answer.get("seq").is_none() {
-            return Err(DeliveryError::Retry(format!("NATS at {shown}: JetStream answered without a sequence")));
-        }
-        Ok(())
     }
 }
 
-/// One request/reply on a fresh core-NATS connection (for tools and tests,
-/// e.g. reading a stream through the JetStream API).
-pub fn request_once(url: &str, subject: &str, payload: &[u8], timeout: Duration) -> Result<Vec<u8>, String> {
-    let config = NatsConfig {
-        url: url.to_string(),
-        jetstream: false,
-        delivery: DeliveryConfig { timeout_ms: timeout.as_millis() as u64, ..Default::default() },
-        ..Default::default()
-    };
-    let mut sink = NatsSink::new(&config)?;
-    sink.connect()?;
-    let connection = sink.connection.as_mut().ok_or("not connected")?;
-    connection.request(subject, payload, None, timeout).map(|(_, payload)| payload)
+/// A connection error with its cause: TLS problems explained, and a hint
+/// for authentication.
+fn describe_connect(error: &async_nats::ConnectError) -> String {
+    use async_nats::ConnectErrorKind;
+    if let Some(tls) = crate::tls::explain(error) {
+        return tls;
+    }
+    match error.kind() {
+        ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+            format!("{error} (check token_env, user + password_env, nkey_seed_file or credentials_file)")
+        }
+        _ => error.to_string(),
+    }
 }
 
 impl Sink for NatsSink {
@@ -401,24 +371,7 @@ impl Sink for NatsSink {
             self.connect().map_err(DeliveryError::Retry)?;
         }
         let subject = fill_template(&self.config.subject, alert, clean_subject_value);
-        let result = self.publish(&subject, alert, payload);
-        if result.is_err() {
-            self.connection = None;
-        }
-        result
-    }
-
-    fn idle(&mut self) {
-        let timeout = self.timeout;
-        let Some(connection) = self.connection.as_mut() else { return };
-        if connection.last_io.elapsed() < Duration::from_secs(30) {
-            return;
-        }
-        // Our PING also drains the server's PINGs, which it otherwise counts
-        // as unanswered and closes the connection over.
-        if connection.write(b"PING\r\n").is_err() || connection.await_pong(timeout).is_err() {
-            self.connection = None;
-        }
+        self.publish(subject, alert, payload)
     }
 }
 
@@ -448,8 +401,22 @@ mod tests {
     fn credentials_from_the_url_are_used_but_never_shown() {
         let config = NatsConfig { url: "nats://alice:s3cret@127.0.0.1:4333".into(), ..Default::default() };
         let sink = NatsSink::new(&config).unwrap();
-        assert_eq!(sink.address, "127.0.0.1:4333");
-        assert_eq!(sink.password.as_deref(), Some("s3cret"));
+        assert_eq!(sink.server, "nats://127.0.0.1:4333");
+        assert!(matches!(&sink.auth, Auth::UserPassword(user, password) if user == "alice" && password == "s3cret"));
         assert!(!sink.shown_url.contains("s3cret"));
+        let token = NatsSink::new(&NatsConfig { url: "tls://t0ken@127.0.0.1".into(), ..Default::default() }).unwrap();
+        assert!(matches!(&token.auth, Auth::Token(t) if t == "t0ken"));
+        assert!(token.tls.is_some(), "tls:// turns TLS on");
+    }
+
+    #[test]
+    fn one_authentication_method_at_a_time() {
+        let config = NatsConfig {
+            token_env: Some("T".into()),
+            nkey_seed_file: Some("/nonexistent/seed".into()),
+            ..Default::default()
+        };
+        let fields: Vec<String> = config.validate().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, vec!["credentials_file", "nkey_seed_file"]);
     }
 }

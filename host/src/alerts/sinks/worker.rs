@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{DeliveryConfig, DeliveryError, PayloadFormat, Sink};
+use super::{Batching, DeliveryConfig, DeliveryError, PayloadFormat, Sink};
 use crate::alerts::alert::Alert;
 use crate::alerts::journal::{DeliveryState, DeliveryUpdate, JournalReader};
 use crate::alerts::snapshot::SnapshotSlot;
@@ -106,6 +106,7 @@ impl SinkHandle {
             capacity: settings.delivery.queue_capacity.max(1),
         });
         let worker = Worker {
+            batching: sink.batching(),
             sink,
             shared: shared.clone(),
             stats: stats.clone(),
@@ -185,6 +186,7 @@ enum Work {
 
 struct Worker {
     sink: Box<dyn Sink>,
+    batching: Batching,
     shared: Arc<Shared>,
     stats: Arc<SinkStats>,
     updates: Sender<DeliveryUpdate>,
@@ -204,10 +206,11 @@ impl Worker {
         loop {
             match self.next() {
                 Work::Item(item) => {
-                    if let Some(seq) = item.seq {
+                    let items = if self.batching.max_items > 1 { self.gather(item) } else { vec![item] };
+                    for seq in items.iter().filter_map(|i| i.seq) {
                         self.cursor = self.cursor.max(seq);
                     }
-                    self.handle(item);
+                    self.handle(items);
                 }
                 Work::CatchUp(up_to) => self.catch_up(up_to),
                 Work::Idle => self.sink.idle(),
@@ -258,6 +261,36 @@ impl Worker {
         }
     }
 
+    /// A batch starting with `first`: whatever is queued, then what arrives
+    /// until the batch is full or the first alert has waited `max_wait`
+    /// (shutdown cuts the wait short).
+    fn gather(&self, first: Item) -> Vec<Item> {
+        let deadline = first.received + self.batching.max_wait;
+        let mut items = vec![first];
+        let mut state = self.shared.lock();
+        loop {
+            while items.len() < self.batching.max_items {
+                match state.items.pop_front() {
+                    Some(item) => items.push(item),
+                    None => break,
+                }
+            }
+            self.stats.queue_depth.store(state.items.len() as u64, Ordering::Relaxed);
+            let now = Instant::now();
+            // Diverted alerts wait in the journal: send this batch, then read them.
+            if items.len() >= self.batching.max_items
+                || now >= deadline
+                || state.stop_at.is_some()
+                || state.diverted_up_to.is_some()
+            {
+                return items;
+            }
+            let (next, _) =
+                self.shared.ready.wait_timeout(state, deadline - now).unwrap_or_else(|poisoned| poisoned.into_inner());
+            state = next;
+        }
+    }
+
     /// Reads diverted alerts back from the journal, oldest first.
     fn catch_up(&mut self, up_to: i64) {
         if self.journal.is_none() {
@@ -290,12 +323,25 @@ impl Worker {
             self.cursor = self.cursor.max(up_to);
             return;
         }
-        for (seq, alert) in rows {
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
             if self.stopping_now() {
                 return;
             }
-            self.cursor = self.cursor.max(seq);
-            self.handle(Item { seq: Some(seq), alert: Arc::new(alert), snapshot: None, received: Instant::now() });
+            let items: Vec<Item> = rows
+                .by_ref()
+                .take(self.batching.max_items.max(1))
+                .map(|(seq, alert)| Item {
+                    seq: Some(seq),
+                    alert: Arc::new(alert),
+                    snapshot: None,
+                    received: Instant::now(),
+                })
+                .collect();
+            for seq in items.iter().filter_map(|i| i.seq) {
+                self.cursor = self.cursor.max(seq);
+            }
+            self.handle(items);
         }
     }
 
@@ -303,47 +349,70 @@ impl Worker {
         self.shared.lock().stop_at.is_some_and(|at| Instant::now() >= at)
     }
 
-    fn handle(&mut self, mut item: Item) {
-        // The alert goes out with its picture: wait (on this sink's own
-        // thread, bounded) for it to be encoded; without one it goes as it is.
-        if let Some(slot) = item.snapshot.take() {
-            if let Some(snapshot) = slot.wait(self.snapshot_wait) {
-                let mut alert = (*item.alert).clone();
-                alert.snapshot = Some(snapshot);
-                item.alert = Arc::new(alert);
+    /// Delivers `items` (one, or a batch for batching sinks) until it
+    /// succeeds, is rejected, or shutdown's grace runs out.
+    fn handle(&mut self, mut items: Vec<Item>) {
+        if items.is_empty() {
+            return;
+        }
+        // Alerts go out with their pictures: wait (on this sink's own
+        // thread, bounded) for them to be encoded; without one an alert goes
+        // as it is.
+        for item in &mut items {
+            if let Some(slot) = item.snapshot.take() {
+                if let Some(snapshot) = slot.wait(self.snapshot_wait) {
+                    let mut alert = (*item.alert).clone();
+                    alert.snapshot = Some(snapshot);
+                    item.alert = Arc::new(alert);
+                }
             }
         }
-        let payload = self.format.encode(&item.alert);
+        let payloads: Vec<Vec<u8>> = items.iter().map(|item| self.format.encode(&item.alert)).collect();
+        let journaled = items.iter().any(|item| item.seq.is_some());
         let mut attempts: u32 = 0;
         let initial = Duration::from_millis(self.delivery.retry_initial_ms.max(1));
         let max_backoff = Duration::from_millis(self.delivery.retry_max_ms.max(self.delivery.retry_initial_ms));
         loop {
             attempts += 1;
-            match self.sink.deliver(&item.alert, &payload) {
+            let result = match (&items[..], &payloads[..]) {
+                ([item], [payload]) => self.sink.deliver(&item.alert, payload),
+                _ => {
+                    let batch: Vec<(&Alert, &[u8])> =
+                        items.iter().zip(&payloads).map(|(item, payload)| (&*item.alert, payload.as_slice())).collect();
+                    self.sink.deliver_batch(&batch)
+                }
+            };
+            match result {
                 Ok(()) => {
-                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                    self.stats.latency.observe(item.received.elapsed());
                     self.recovered();
-                    self.report(item.seq, DeliveryState::Delivered, attempts, None);
+                    for item in &items {
+                        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                        self.stats.latency.observe(item.received.elapsed());
+                        self.report(item.seq, DeliveryState::Delivered, attempts, None);
+                    }
                     return;
                 }
                 Err(DeliveryError::Reject(reason)) => {
-                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(sink = %self.name, alert = %item.alert.id, reason = %reason, "the sink rejected an alert; it will not be retried");
-                    self.report(item.seq, DeliveryState::Rejected, attempts, Some(reason));
+                    for item in &items {
+                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(sink = %self.name, alert = %item.alert.id, reason = %reason, "the sink rejected an alert; it will not be retried");
+                        self.report(item.seq, DeliveryState::Rejected, attempts, Some(reason.clone()));
+                    }
                     return;
                 }
                 Err(DeliveryError::Retry(reason)) => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                    self.failed(&reason, item.seq.is_some());
+                    self.failed(&reason, journaled);
                 }
             }
             let delay = crate::backoff::jittered(crate::backoff::exponential(initial, max_backoff, attempts));
             if !self.sleep_unless_stopping(delay) {
-                if item.seq.is_some() {
-                    self.stats.left_pending.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                for item in &items {
+                    if item.seq.is_some() {
+                        self.stats.left_pending.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 return;
             }
