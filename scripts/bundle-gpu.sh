@@ -13,6 +13,11 @@
 #   strategies/*.wasm           the example strategies
 #   run.sh                      sets the library/plugin paths and starts dshost
 #
+#   onnxruntime/                ONNX Runtime's GPU build (CUDA provider), with
+#                               BUNDLE_ORT_GPU=1 (from scripts/fetch-models.sh --gpu,
+#                               about 300 MB) or BUNDLE_ORT_DIR=DIR (a folder holding
+#                               libonnxruntime.so.1.31.1 and its provider libraries)
+#
 # Output: target/bundle/dshost-gpu.tar.xz (and the unpacked target/bundle/dshost-gpu/).
 # On the GPU machine: tar -xJf dshost-gpu.tar.xz && dshost-gpu/run.sh probe
 #
@@ -160,6 +165,18 @@ max_glibc="$(find "$bundle" -type f \( -name '*.so*' -o -path '*/bin/*' -o -name
 say "highest glibc symbol version needed: $max_glibc"
 [ "${max_glibc#GLIBC_2.}" -le 39 ] || die "a bundled file needs $max_glibc; the GPU machine has glibc 2.39"
 
+# ONNX Runtime's GPU build for the inference stage, when asked for.
+ort_dir="${BUNDLE_ORT_DIR:-}"
+if [ -z "$ort_dir" ] && [ "${BUNDLE_ORT_GPU:-0}" = 1 ]; then
+  ort_lib="$(bash scripts/fetch-models.sh --gpu | sed -n 's/^DSHOST_ORT_GPU_LIB=//p')"
+  ort_dir="$(dirname "$ort_lib")"
+fi
+if [ -n "$ort_dir" ]; then
+  [ -f "$ort_dir/libonnxruntime_providers_cuda.so" ] || die "$ort_dir has no libonnxruntime_providers_cuda.so (not a GPU build)"
+  mkdir -p "$bundle/onnxruntime"
+  cp "$ort_dir"/libonnxruntime.so.* "$ort_dir"/libonnxruntime_providers_*.so "$bundle/onnxruntime/"
+fi
+
 # ---------------------------------------------------------------------------
 # 5. run.sh and the manifest.
 cat >"$bundle/run.sh" <<'EOF'
@@ -176,7 +193,20 @@ done
 if [ -z "$cuda_libs" ]; then
   echo "run.sh: libcudart.so.13 not found under /usr/local/cuda (set CUDA_LIB_DIR); GPU decode will be unavailable" >&2
 fi
-export LD_LIBRARY_PATH="$here/deepstream/lib:$here/lib${cuda_libs:+:$cuda_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# ONNX Runtime's GPU build, when bundled (else DSHOST_ORT_LIB or the cache);
+# its CUDA provider loads cuDNN 9 and cuBLAS 13 from the library path, which
+# a Python install with PyTorch or the nvidia-* wheels also provides.
+ort_libs=""
+if [ -d "$here/onnxruntime" ]; then
+  ort_libs="$here/onnxruntime"
+  export DSHOST_ORT_LIB="${DSHOST_ORT_LIB:-$(ls "$here"/onnxruntime/libonnxruntime.so.* | head -1)}"
+  if command -v python3 >/dev/null 2>&1; then
+    for sp in $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null); do
+      for d in "$sp/nvidia/cu13/lib" "$sp/nvidia/cudnn/lib"; do [ -d "$d" ] && ort_libs="$ort_libs:$d"; done
+    done
+  fi
+fi
+export LD_LIBRARY_PATH="$here/deepstream/lib:$here/lib${cuda_libs:+:$cuda_libs}${ort_libs:+:$ort_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export GST_PLUGIN_SYSTEM_PATH="$here/lib/gstreamer-1.0"
 export GST_PLUGIN_PATH="$here/deepstream/gst-plugins"
 export GST_PLUGIN_SCANNER="$here/lib/gstreamer-1.0/gst-plugin-scanner"

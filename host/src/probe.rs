@@ -18,6 +18,8 @@ pub struct ProbeReport {
     /// GPU decoding (nvv4l2decoder) detection: filled by the GPU-decode
     /// module (issue #9) once it exists; `null` until then.
     pub gpu_decode: Option<serde_json::Value>,
+    /// ONNX Runtime for the inference stage: version, library, providers.
+    pub onnxruntime: Option<crate::detect::onnx::RuntimeReport>,
     pub backend: BackendInfo,
 }
 
@@ -107,6 +109,10 @@ pub fn probe(config: &Config) -> ProbeReport {
         },
         gpu: survey.gpu.clone(),
         gpu_decode: None,
+        onnxruntime: Some(crate::detect::onnx::runtime::probe(
+            &crate::detect::onnx::LibrarySearch::from_env(),
+            config.pipeline.onnx.device_id,
+        )),
         backend: BackendInfo {
             configured: backend_name(config.pipeline.backend),
             auto,
@@ -169,6 +175,25 @@ impl ProbeReport {
             }
         ));
         line(format!("  libcuda:        {}", if self.gpu.libcuda_loadable { "loadable" } else { "not loadable" }));
+        if let Some(ort) = &self.onnxruntime {
+            use crate::detect::onnx::ProviderStatus;
+            match (&ort.version, &ort.library, &ort.error) {
+                (Some(version), Some(library), _) => line(format!("ONNX Runtime:     {version} ({library})")),
+                (_, _, Some(error)) => line(format!("ONNX Runtime:     not usable: {error}")),
+                _ => line("ONNX Runtime:     not usable".to_string()),
+            }
+            if let Some(providers) = &ort.providers {
+                for (name, status) in
+                    [("cpu", &providers.cpu), ("cuda", &providers.cuda), ("tensorrt", &providers.tensorrt)]
+                {
+                    let text = match status {
+                        ProviderStatus::Usable => "usable".to_string(),
+                        ProviderStatus::Unusable(why) => format!("unusable: {why}"),
+                    };
+                    line(format!("  {name:<15} {text}"));
+                }
+            }
+        }
         line(format!("Backend `auto`:   {}", choice_text(&self.backend.auto)));
         if self.backend.configured != "auto" {
             line(format!(

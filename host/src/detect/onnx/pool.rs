@@ -35,6 +35,9 @@ use crate::detect::Detected;
 pub trait BatchRunner: Send + 'static {
     /// Most frames per run.
     fn capacity(&self) -> usize;
+    /// Runs once before serving frames (a GPU session's first run picks its
+    /// kernels, which takes seconds: no frame should wait behind that).
+    fn warm_up(&mut self) {}
     /// Runs `frames`; `results[i]` is frame `i`'s outcome.
     fn run(&mut self, frames: &[FrameRef<'_>], results: &mut Vec<Result<Vec<Detected>, InferenceError>>) -> RunTiming;
 }
@@ -52,6 +55,15 @@ impl BatchRunner for SessionRunner {
 
     fn run(&mut self, frames: &[FrameRef<'_>], results: &mut Vec<Result<Vec<Detected>, InferenceError>>) -> RunTiming {
         self.session.detect(frames, &self.options, results)
+    }
+
+    fn warm_up(&mut self) {
+        let (width, height) = self.session.input_size();
+        let image = vec![super::preprocess::PAD_VALUE; width as usize * height as usize * 3];
+        let frame = FrameRef { image: RgbImage::packed(&image, width, height), source_width: width, source_height: height };
+        let frames = vec![frame; self.session.capacity()];
+        let mut results = Vec::new();
+        self.session.detect(&frames, &self.options, &mut results);
     }
 }
 
@@ -485,6 +497,8 @@ fn collect<T>(shared: &Shared<T>, batch: &mut Vec<Taken<T>>, marked: &mut Vec<Ar
 }
 
 fn worker<T: Send + 'static>(shared: Arc<Shared<T>>, mut runner: Box<dyn BatchRunner>) {
+    // All workers warm up at once, at start.
+    runner.warm_up();
     // The session already capped this by `max_batch` (a fixed-batch model
     // runs its full batch whatever `max_batch` says).
     let capacity = runner.capacity().max(1);

@@ -89,6 +89,11 @@ impl InferenceSession {
     }
 
     /// Most frames one [`detect`](Self::detect) call takes.
+    /// The model's input, width x height.
+    pub fn input_size(&self) -> (u32, u32) {
+        (self.preprocess.input_width, self.preprocess.input_height)
+    }
+
     pub fn capacity(&self) -> usize {
         self.capacity
     }
