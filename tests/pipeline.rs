@@ -286,6 +286,7 @@ fn sources_are_added_and_removed_at_run_time_without_disturbing_others() {
             detector: None,
             decoder: None,
             detect: None,
+            device_id: None,
         };
         SourceSpec::from_config(&config, dshost::config::DetectorKind::Motion).unwrap()
     };

@@ -101,6 +101,7 @@ fn main() -> anyhow::Result<()> {
         detector: None,
         decoder: None,
         detect: None,
+        device_id: None,
     };
     runtime.add_source(SourceSpec::from_config(&source, DetectorKind::None)?)?;
     let stop = Arc::new(AtomicBool::new(false));

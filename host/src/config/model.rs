@@ -132,6 +132,10 @@ pub struct SourceConfig {
     /// the defaults of [`DetectSettings`].
     #[serde(default)]
     pub detect: Option<DetectSettings>,
+    /// The GPU this source decodes and infers on; absent = the least loaded
+    /// GPU (`pipeline.gpus`).
+    #[serde(default)]
+    pub device_id: Option<u32>,
 }
 
 /// Per-source pacing of the inference stage (Frigate's lesson: run the model
@@ -249,6 +253,9 @@ pub struct PipelineConfig {
     pub labels: Option<Vec<String>>,
     /// The DeepStream backend (used when `backend` picks it).
     pub deepstream: DeepStreamConfig,
+    /// GPUs sources are spread over (decode and inference on the same GPU);
+    /// absent = every NVIDIA GPU of the host.
+    pub gpus: Option<Vec<u32>>,
     /// The ONNX Runtime inference stage (`detector: onnx`).
     pub onnx: OnnxConfig,
 }
@@ -264,6 +271,7 @@ impl Default for PipelineConfig {
             queue_depth: 16,
             labels: None,
             deepstream: DeepStreamConfig::default(),
+            gpus: None,
             onnx: OnnxConfig::default(),
         }
     }

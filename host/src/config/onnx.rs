@@ -161,6 +161,7 @@ sources:
         );
         config.sources.push(SourceConfig {
             detect: Some(DetectSettings { fps: 0.0, motion_gate: false }),
+            device_id: None,
             ..yaml("sources: [{id: a, uri: test://ball}]").sources.remove(0)
         });
         assert_eq!(

@@ -51,6 +51,7 @@ impl CommandLine {
                     detector: None,
                     decoder: None,
                     detect: None,
+                    device_id: None,
                 })
                 .collect();
             // Strategies pinned to the replaced sources would point nowhere.

@@ -60,6 +60,8 @@ pub struct StageContext {
     /// Where the pipeline scales frames down (GPU decode), at least this
     /// wide (frames kept for snapshots); 0 = the analysis size alone.
     pub min_width: u32,
+    /// The GPU that decodes and converts (GPU decode), placed by the runtime.
+    pub gpu: Option<u32>,
 }
 
 fn make(element: &'static str, package: &'static str) -> Result<gst::Element, BuildError> {
@@ -91,6 +93,14 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
     let source_size = Arc::new(AtomicU64::new(0));
     let gpu = matches!(stage.decode, DecodePath::Gpu) && decode::decodes(&spec.uri);
     let head = add_analysis_chain(&pipeline, &sink_element, request, gpu, &source_size, stage.min_width)?;
+    if let Some(gpu_id) = stage.gpu.filter(|_| gpu) {
+        for element in pipeline.iterate_recurse().into_iter().flatten() {
+            let converter = element.factory().is_some_and(|f| f.name() == decode::GPU_CONVERTER);
+            if converter && element.find_property("gpu-id").is_some() {
+                element.set_property("gpu-id", gpu_id);
+            }
+        }
+    }
     match &spec.uri {
         SourceUri::File { .. } | SourceUri::Rtsp { .. } | SourceUri::Http { .. } => {
             add_uridecodebin(&pipeline, spec, &head, stage.decode)?;
@@ -131,7 +141,7 @@ pub fn build(spec: &SourceSpec, stage: &StageContext) -> Result<gst::Pipeline, B
 
     let outlet = stage.outlet.clone();
     let counter = stage.frame_counter.clone();
-    record_decoder(&pipeline, &stage.outlet.metrics);
+    record_decoder(&pipeline, &stage.outlet.metrics, stage.gpu);
     // Caps change rarely; parsing them per frame would allocate per frame.
     let mut format: Option<(gst::Caps, gst_video::VideoInfo)> = None;
     sink.set_callbacks(
@@ -445,12 +455,22 @@ fn steer_decoders(bin: &gst::Element, path: DecodePath) {
 
 /// Records the video decoder element the decode bin picked (summary,
 /// log): proof of which decoder actually ran.
-fn record_decoder(pipeline: &gst::Pipeline, metrics: &Arc<SourceMetrics>) {
+fn record_decoder(pipeline: &gst::Pipeline, metrics: &Arc<SourceMetrics>, gpu: Option<u32>) {
     let metrics = metrics.clone();
     pipeline.connect_deep_element_added(move |_, _, element| {
         let Some(factory) = element.factory() else {
             return;
         };
+        // NVIDIA's elements run on the source's GPU (decode and conversion
+        // on the same one, so frames never cross between GPUs).
+        if let Some(gpu) = gpu {
+            let name = factory.name();
+            if (name == decode::GPU_DECODER || name == decode::GPU_CONVERTER)
+                && element.find_property("gpu-id").is_some()
+            {
+                element.set_property("gpu-id", gpu);
+            }
+        }
         if factory.has_type(gst::ElementFactoryType::DECODER | gst::ElementFactoryType::MEDIA_VIDEO) {
             metrics.set_decoder(factory.name().to_string());
         }

@@ -20,6 +20,8 @@ pub struct SourceSpec {
     pub decoder: Option<DecoderKind>,
     /// How often the inference stage runs the model on this source.
     pub detect: DetectSettings,
+    /// The GPU the source is pinned to, if any.
+    pub device_id: Option<u32>,
 }
 
 impl SourceSpec {
@@ -39,6 +41,7 @@ impl SourceSpec {
             detector: config.detector.unwrap_or(default_detector),
             decoder: config.decoder,
             detect: config.detect.clone().unwrap_or_default(),
+            device_id: config.device_id,
         })
     }
 

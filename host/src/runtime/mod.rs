@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod control;
 pub mod objects;
+pub mod placement;
 pub mod replay;
 pub mod service;
 pub mod sources;

@@ -60,6 +60,10 @@ pub enum RuntimeError {
         "source `{0}` runs the ONNX detector, but no model is loaded: set `pipeline.onnx.model` (or --model FILE.onnx)"
     )]
     NoDetector(String),
+    #[error(transparent)]
+    Placement(#[from] super::placement::PlacementError),
+    #[error("the ONNX detector cannot start on this source's GPU: {0}")]
+    Detector(String),
     #[error("source `{id}`: {error}")]
     Uri { id: String, error: crate::pipeline::uri::UriError },
     #[error("GStreamer could not be initialised: {0}")]
@@ -111,6 +115,11 @@ pub struct Runtime {
     tap_factory: Option<TapFactory>,
     /// The batched DeepStream pipeline, when that backend was chosen.
     deepstream: Option<Arc<DeepStreamPipeline>>,
+    /// Which GPU each GPU source runs on.
+    placement: Mutex<super::placement::Placement>,
+    /// The ONNX detector of each GPU a source was placed on (the
+    /// configured one serves its own device id).
+    detectors: Mutex<BTreeMap<u32, Arc<crate::detect::onnx::OnnxDetector>>>,
 }
 
 impl Runtime {
@@ -121,6 +130,7 @@ impl Runtime {
         alerts: Sender<Alert>,
     ) -> Result<Self, RuntimeError> {
         crate::pipeline::init().map_err(|e| RuntimeError::Gstreamer(e.to_string()))?;
+        let settings_gpus = settings.pipeline.gpus.clone();
         let run_id = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -136,6 +146,10 @@ impl Runtime {
             sources: Mutex::new(BTreeMap::new()),
             tap_factory: None,
             deepstream: None,
+            placement: Mutex::new(super::placement::Placement::new(super::placement::host_gpus(
+                settings_gpus.as_deref(),
+            ))),
+            detectors: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -192,6 +206,30 @@ impl Runtime {
                 tracing::info!(source = %id, "decoding on the GPU (nvv4l2decoder + nvvideoconvert)")
             }
             (None, _) => tracing::debug!(source = %id, decode = selection.path.as_str(), "decoder chosen"),
+        }
+        // A source on the GPU (its decoder, or its detector) gets a GPU:
+        // decode, conversion and inference all on that one.
+        let onnx_gpu = settings.detector.as_ref().is_some_and(|d| d.provider.is_gpu())
+            && objects::detector_of(&spec, settings.pipeline.onnx.model.is_some()) == crate::config::DetectorKind::Onnx;
+        let gpu = if selection.path == DecodePath::Gpu || onnx_gpu {
+            let request = super::placement::Request { source: id.clone(), pinned: spec.device_id, weight: 0 };
+            let placed = self.placement.lock().unwrap_or_else(|p| p.into_inner()).place(&request);
+            match placed {
+                Ok(gpu) => Some(gpu),
+                // No device node to count GPUs by (a container without
+                // /dev/nvidia*): the configured device, as before.
+                Err(super::placement::PlacementError::NoGpu(_)) => spec.device_id,
+                Err(error) => return Err(RuntimeError::Placement(error)),
+            }
+        } else {
+            None
+        };
+        if let Some(gpu) = gpu {
+            tracing::info!(source = %id, gpu, "source placed on GPU {gpu}");
+        }
+        let mut settings = settings;
+        if let (true, Some(gpu), Some(detector)) = (onnx_gpu, gpu, settings.detector.clone()) {
+            settings.detector = Some(self.detector_on(&detector, gpu)?);
         }
         let plans: Vec<StrategyPlan> = self.plans().into_iter().filter(|p| p.applies_to(&id)).collect();
         let mut slots = Vec::new();
@@ -260,6 +298,7 @@ impl Runtime {
                     frame_counter: Arc::new(AtomicU64::new(0)),
                     decode: selection.path,
                     min_width: settings.rings.as_ref().map_or(0, |r| r.min_width),
+                    gpu,
                 };
                 let (spec, recovery, stop) = (spec.clone(), settings.recovery.clone(), outlet.stop.clone());
                 std::thread::Builder::new()
@@ -296,6 +335,29 @@ impl Runtime {
             self.add_source(spec)?;
         }
         Ok(())
+    }
+
+    /// The configured detector, or one like it on `gpu` (loaded once per GPU).
+    fn detector_on(
+        &self,
+        detector: &Arc<crate::detect::onnx::OnnxDetector>,
+        gpu: u32,
+    ) -> Result<Arc<crate::detect::onnx::OnnxDetector>, RuntimeError> {
+        if detector.config.device_id == gpu {
+            return Ok(detector.clone());
+        }
+        let mut detectors = self.detectors.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = detectors.get(&gpu).filter(|d| d.config == OnnxConfigOnGpu::of(&detector.config, gpu)) {
+            return Ok(found.clone());
+        }
+        let config = OnnxConfigOnGpu::of(&detector.config, gpu);
+        let labels = detector.labels.clone();
+        let loaded =
+            crate::detect::onnx::OnnxDetector::load(&config, Some(detector.low_confidence), |_| (*labels).clone())
+                .map_err(|e| RuntimeError::Detector(e.to_string()))?;
+        let loaded = Arc::new(loaded);
+        detectors.insert(gpu, loaded.clone());
+        Ok(loaded)
     }
 
     /// The strategies as currently installed.
@@ -414,6 +476,7 @@ impl Runtime {
     /// Stops and removes a source; frames it already queued are processed.
     pub fn remove_source(&self, id: &str) -> Result<SourceSummary, RuntimeError> {
         let handle = self.lock().remove(id).ok_or_else(|| RuntimeError::UnknownSource(id.to_string()))?;
+        self.placement.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         if let Some(rings) = &self.settings().rings {
             rings.rings.remove(id);
         }
@@ -485,4 +548,13 @@ fn finish(mut handle: SourceHandle) -> SourceSummary {
         let _ = worker.join();
     }
     handle.outlet.metrics.snapshot(&handle.spec.id, &handle.spec.uri.redacted())
+}
+
+/// `pipeline.onnx` with another device.
+struct OnnxConfigOnGpu;
+
+impl OnnxConfigOnGpu {
+    fn of(config: &crate::config::OnnxConfig, gpu: u32) -> crate::config::OnnxConfig {
+        crate::config::OnnxConfig { device_id: gpu, ..config.clone() }
+    }
 }

@@ -38,6 +38,8 @@ pub struct OnnxDetector {
     /// The tracker's threshold between strong and weak boxes (the model's
     /// own confidence); the pool decodes down to the weak threshold.
     pub strong_confidence: f32,
+    /// The weak-box threshold the tracker's second pass uses.
+    pub low_confidence: f32,
     /// The host's label table with the model's labels in it (what
     /// strategies are configured with).
     pub labels: Arc<LabelTable>,
@@ -91,6 +93,7 @@ impl OnnxDetector {
             provider: choice.provider,
             pool,
             strong_confidence: config.confidence,
+            low_confidence: low,
             labels: Arc::new(labels),
             sources: Mutex::new(BTreeMap::new()),
         })

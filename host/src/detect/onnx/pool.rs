@@ -60,7 +60,8 @@ impl BatchRunner for SessionRunner {
     fn warm_up(&mut self) {
         let (width, height) = self.session.input_size();
         let image = vec![super::preprocess::PAD_VALUE; width as usize * height as usize * 3];
-        let frame = FrameRef { image: RgbImage::packed(&image, width, height), source_width: width, source_height: height };
+        let frame =
+            FrameRef { image: RgbImage::packed(&image, width, height), source_width: width, source_height: height };
         let frames = vec![frame; self.session.capacity()];
         let mut results = Vec::new();
         self.session.detect(&frames, &self.options, &mut results);

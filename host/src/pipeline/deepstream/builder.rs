@@ -332,6 +332,7 @@ mod tests {
                 detector: None,
                 decoder: None,
                 detect: None,
+                device_id: None,
             },
             crate::config::DetectorKind::Auto,
         )
