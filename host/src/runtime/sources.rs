@@ -420,7 +420,14 @@ impl Runtime {
     }
 
     pub fn summaries(&self) -> Vec<SourceSummary> {
-        self.lock().values().map(|h| h.outlet.metrics.snapshot(&h.spec.id, &h.spec.uri.redacted())).collect()
+        self.lock()
+            .values()
+            .map(|h| {
+                let mut summary = h.outlet.metrics.snapshot(&h.spec.id, &h.spec.uri.redacted());
+                summary.detector = Some(detector_name(h));
+                summary
+            })
+            .collect()
     }
 
     /// Per (source, strategy) metrics.
@@ -453,6 +460,7 @@ impl Runtime {
 }
 
 fn finish(mut handle: SourceHandle) -> SourceSummary {
+    let detector = detector_name(&handle);
     handle.outlet.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(deepstream) = handle.deepstream.take() {
         deepstream.remove_source(&handle.spec.id);
@@ -468,5 +476,17 @@ fn finish(mut handle: SourceHandle) -> SourceSummary {
     if let Some(worker) = handle.worker.take() {
         let _ = worker.join();
     }
-    handle.outlet.metrics.snapshot(&handle.spec.id, &handle.spec.uri.redacted())
+    let mut summary = handle.outlet.metrics.snapshot(&handle.spec.id, &handle.spec.uri.redacted());
+    summary.detector = Some(detector);
+    summary
+}
+
+/// What finds a source's objects, as the API shows it.
+fn detector_name(handle: &SourceHandle) -> String {
+    if handle.deepstream.is_some() {
+        // The batched pipeline's own inference element.
+        return "nvinfer".to_string();
+    }
+    let kind = super::objects::detector_of(&handle.spec);
+    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| format!("{kind:?}"))
 }
