@@ -19,9 +19,11 @@ APT_PACKAGES=(
   # scripts/setup-sdk-toolchains.sh.
   clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32 python3-venv
 )
-# `setup.sh --tests`: what the test suite adds (real brokers for the alert sinks).
+# `setup.sh --tests`: what the test suite adds (real brokers for the alert
+# sinks; Debian's Chromium and Node.js for the console's browser tests).
 if [ "${1:-}" = "--tests" ]; then
-  APT_PACKAGES+=(mosquitto mosquitto-clients nats-server)
+  APT_PACKAGES+=(mosquitto mosquitto-clients nats-server chromium)
+  command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 fi
 
 missing=()
@@ -53,6 +55,18 @@ if [ "${1:-}" = "--tests" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
     cp "$requirements" "$venv/.installed-requirements"
+  fi
+  # playwright-core for tests/console.rs, pinned by tests/console/package-lock.json
+  # (npm ci: exactly the locked version and checksum; it uses Debian's
+  # chromium, never a browser download of its own).
+  console_tests="$(cd "$(dirname "$0")/.." && pwd)/tests/console"
+  browser="${XDG_CACHE_HOME:-$HOME/.cache}/dshost/test-tools/browser"
+  if ! cmp -s "$console_tests/package-lock.json" "$browser/package-lock.json" 2>/dev/null \
+     || [ ! -d "$browser/node_modules/playwright-core" ]; then
+    echo "setup: installing the browser test tools (tests/console/package-lock.json) into $browser"
+    mkdir -p "$browser"
+    cp "$console_tests/package.json" "$console_tests/package-lock.json" "$browser/"
+    (cd "$browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
   fi
 fi
 echo "setup: done"

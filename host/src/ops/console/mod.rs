@@ -96,23 +96,28 @@ fn see_other(location: &'static str, cookie: Option<String>) -> Response {
     response
 }
 
-/// The token field of a login form body (`application/x-www-form-urlencoded`).
+/// The token field of a login form body (`application/x-www-form-urlencoded`);
+/// `None` when there is none or it is longer than any token.
 fn form_token(body: &[u8]) -> Option<String> {
     // Percent-encoding at most triples a token; anything longer is not one.
     if body.len() > MAX_TOKEN_BYTES * 3 + 16 {
         return None;
     }
-    url::form_urlencoded::parse(body).find(|(name, _)| name == "token").map(|(_, value)| value.into_owned())
+    url::form_urlencoded::parse(body)
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value.into_owned())
+        .filter(|token| token.len() <= MAX_TOKEN_BYTES)
 }
 
 /// `POST /login`: the form's token for a session cookie, then back to `/`.
 async fn login(State(state): State<ApiState>, body: axum::body::Bytes) -> Response {
+    let Some(token) = form_token(&body) else {
+        return login_page(StatusCode::BAD_REQUEST, Some("Enter the access token (at most 4096 bytes)."));
+    };
     if state.auth.is_open() {
+        // No token is set: there is nothing to log in to.
         return see_other("/", None);
     }
-    let Some(token) = form_token(&body) else {
-        return login_page(StatusCode::BAD_REQUEST, Some("Enter the access token."));
-    };
     match state.auth.login(&token) {
         Ok(cookie) => {
             tracing::info!("console login");
@@ -168,5 +173,8 @@ mod tests {
         assert_eq!(form_token(b"token=a%20b%2Bc&x=1").as_deref(), Some("a b+c"));
         assert_eq!(form_token(b"other=1"), None);
         assert_eq!(form_token(&vec![b'a'; MAX_TOKEN_BYTES * 4]), None);
+        let longest = format!("token={}", "a".repeat(MAX_TOKEN_BYTES));
+        assert_eq!(form_token(longest.as_bytes()).map(|t| t.len()), Some(MAX_TOKEN_BYTES));
+        assert_eq!(form_token(format!("{longest}a").as_bytes()), None);
     }
 }

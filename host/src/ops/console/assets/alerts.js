@@ -105,7 +105,7 @@ function render(alert, fresh) {
     pictures = el('div', { class: 'pics' },
       el('a', { href: `${base}/snapshot.jpg`, target: '_blank', rel: 'noopener' },
         el('img', {
-          src: `${base}/snapshot.jpg`, alt: `Snapshot: ${description}`, loading: 'lazy',
+          src: `${base}/snapshot.jpg`, alt: `Snapshot: ${description}`, loading: 'lazy', decoding: 'async',
           width: alert.snapshot.width, height: alert.snapshot.height,
         })),
       el('span', {},
@@ -115,6 +115,11 @@ function render(alert, fresh) {
     pictures = el('div', { class: 'nopic' }, 'no snapshot');
   }
   const box = alert.bbox;
+  // The crop beside the text: the object itself, at its own resolution.
+  const crop = alert.snapshot && alert.snapshot.crop
+    ? el('a', { class: 'crop', href: `${base}/crop.jpg`, target: '_blank', rel: 'noopener' },
+      el('img', { src: `${base}/crop.jpg`, alt: `Crop: ${description}`, loading: 'lazy', decoding: 'async' }))
+    : null;
   return el('li', {
     class: fresh ? 'alert new' : 'alert', 'data-id': alert.id, 'data-ts': alert.ts,
     'data-source': alert.source, 'data-strategy': alert.strategy, 'data-pattern': alert.pattern,
@@ -126,7 +131,8 @@ function render(alert, fresh) {
     el('p', { class: 'muted' },
       el('time', { datetime: alert.ts }, new Date(alert.ts).toLocaleString()),
       ` · frame ${alert.frame} · box ${number(box.left)},${number(box.top)} ${number(box.width)}×${number(box.height)}`,
-      alert.object_id !== null && alert.object_id !== undefined ? ` · object ${alert.object_id}` : '')));
+      alert.object_id !== null && alert.object_id !== undefined ? ` · object ${alert.object_id}` : '')),
+  crop);
 }
 
 // Adds a value to a filter's choices (kept sorted).

@@ -1,5 +1,5 @@
 // The console: three pages behind hash links (#sources, #strategies,
-// #alerts). A page polls only while it is shown; the alert stream runs all
+// #alerts; the sections are page-NAME so the browser does not scroll to them). A page polls only while it is shown; the alert stream runs all
 // the time so the badge counts what arrived.
 import * as sources from './sources.js';
 import * as strategies from './strategies.js';
@@ -13,7 +13,7 @@ function show() {
   const next = pages[name] ? name : 'sources';
   if (current === next) return;
   if (current) pages[current].stop();
-  for (const section of document.querySelectorAll('section.page')) section.hidden = section.id !== next;
+  for (const section of document.querySelectorAll('section.page')) section.hidden = section.id !== `page-${next}`;
   for (const link of document.querySelectorAll('nav a[data-page]')) {
     if (link.dataset.page === next) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');

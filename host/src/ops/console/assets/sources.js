@@ -61,7 +61,7 @@ function card(id) {
     ]),
     el('div', { class: 'actions' }, remove, result));
   document.getElementById('source-list').append(node);
-  entry = { card: node, fields, img, placeholder, last: null, thumbBusy: false, thumbFailedAt: 0 };
+  entry = { card: node, fields, img, placeholder, last: null, thumbBusy: false, thumbFailedAt: -Infinity };
   cards.set(id, entry);
   return entry;
 }
