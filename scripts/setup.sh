@@ -21,9 +21,11 @@ APT_PACKAGES=(
 )
 # `setup.sh --tests`: what the test suite adds: real brokers and an SMTP
 # server for the alert sinks, Prometheus's promtool to check the metrics
-# exposition, and systemd's and man's own checkers for the Debian package.
+# exposition, systemd's and man's own checkers for the Debian package, and
+# Debian's Chromium and Node.js for the console's browser tests.
 if [ "${1:-}" = "--tests" ]; then
-  APT_PACKAGES+=(mosquitto mosquitto-clients nats-server python3-aiosmtpd prometheus systemd man-db bash-completion)
+  APT_PACKAGES+=(mosquitto mosquitto-clients nats-server python3-aiosmtpd prometheus systemd man-db bash-completion chromium)
+  command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 fi
 
 missing=()
@@ -55,6 +57,18 @@ if [ "${1:-}" = "--tests" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
     cp "$requirements" "$venv/.installed-requirements"
+  fi
+  # playwright-core for tests/console.rs, pinned by tests/console/package-lock.json
+  # (npm ci: exactly the locked version and checksum; it uses Debian's
+  # chromium, never a browser download of its own).
+  console_tests="$(cd "$(dirname "$0")/.." && pwd)/tests/console"
+  browser="${XDG_CACHE_HOME:-$HOME/.cache}/dshost/test-tools/browser"
+  if ! cmp -s "$console_tests/package-lock.json" "$browser/package-lock.json" 2>/dev/null \
+     || [ ! -d "$browser/node_modules/playwright-core" ]; then
+    echo "setup: installing the browser test tools (tests/console/package-lock.json) into $browser"
+    mkdir -p "$browser"
+    cp "$console_tests/package.json" "$console_tests/package-lock.json" "$browser/"
+    (cd "$browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
   fi
 fi
 # ONNX Runtime, the demo model, the clip and the test photos (cached under

@@ -4,10 +4,12 @@
 //! start the same way.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::ops::http::{ApiState, HttpError, HttpOptions, HttpServer};
+use crate::ops::session::Auth;
 use crate::runtime::{RunSummary, Service, ServiceError, ServiceOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,12 +61,18 @@ impl App {
         let http = match http {
             None => None,
             Some(HttpSettings { address, token, options }) => {
+                let token: Option<Arc<str>> = token.map(Arc::from);
                 let state = ApiState {
                     control: service.control().clone(),
                     snapshot_dir: service.snapshot_dir().to_path_buf(),
                     rings: service.rings().cloned(),
                     alerts: service.alert_stats().clone(),
-                    token: token.map(Arc::from),
+                    // Over plain HTTP a `Secure` cookie would not come back.
+                    auth: Arc::new(Auth::new(token.as_deref(), options.tls.is_some())),
+                    token,
+                    journal_path: service.journal_path().map(Path::to_path_buf),
+                    snapshot_wait: service.snapshot_wait(),
+                    closing: Default::default(),
                 };
                 match HttpServer::start_with(address, state, options) {
                     Ok(server) => Some(server),

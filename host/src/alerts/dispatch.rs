@@ -450,6 +450,7 @@ impl Dispatcher {
         for (alert, seq) in admitted.into_iter().zip(seqs) {
             let slot = self.snapshot(&alert, seq);
             let alert = Arc::new(alert);
+            self.stats.feed.publish(&alert, slot.as_ref());
             for sink in &self.sinks {
                 sink.push(seq, alert.clone(), slot.clone(), received);
             }

@@ -542,6 +542,7 @@ pub struct EntryFilter {
     pub after_seq: i64,
     pub source: Option<String>,
     pub strategy: Option<String>,
+    pub pattern: Option<String>,
     /// Only alerts with at least one delivery in this state.
     pub state: Option<DeliveryState>,
     /// Newest `limit` (in ascending order) when set.
@@ -606,6 +607,10 @@ impl JournalReader {
         if let Some(strategy) = &filter.strategy {
             values.push(strategy.clone().into());
             sql.push_str(&format!(" AND strategy = ?{}", values.len()));
+        }
+        if let Some(pattern) = &filter.pattern {
+            values.push(pattern.clone().into());
+            sql.push_str(&format!(" AND pattern = ?{}", values.len()));
         }
         if let Some(state) = filter.state {
             values.push(state.as_str().to_string().into());
@@ -729,6 +734,14 @@ mod tests {
         let rejected =
             reader.entries(&EntryFilter { state: Some(DeliveryState::Rejected), ..Default::default() }).unwrap();
         assert_eq!(rejected.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3]);
+        let person = |pattern: &str| EntryFilter {
+            source: Some("cam-2".into()),
+            pattern: Some(pattern.into()),
+            last: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(reader.entries(&person("person")).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4]);
+        assert!(reader.entries(&person("car")).unwrap().is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod alert;
 pub mod dispatch;
+pub mod feed;
 pub mod journal;
 pub mod sinks;
 pub mod snapshot;
@@ -38,6 +39,8 @@ pub struct AlertStats {
     pub snapshots: Arc<snapshot::SnapshotStats>,
     /// One entry per running sink (sinks come and go with config changes).
     sinks: RwLock<Vec<Arc<SinkStats>>>,
+    /// Admitted alerts for live watchers (the console's event stream).
+    pub feed: feed::AlertFeed,
 }
 
 impl AlertStats {

@@ -156,6 +156,16 @@ impl SnapshotSlot {
         self.ready.notify_all();
     }
 
+    /// The outcome without waiting: `None` while the encoder is still at
+    /// it, `Some(None)` when it was skipped or failed.
+    pub fn try_get(&self) -> Option<Option<Snapshot>> {
+        match &*self.state.lock().unwrap_or_else(|p| p.into_inner()) {
+            SlotState::Pending => None,
+            SlotState::Done(snapshot) => Some(Some(snapshot.clone())),
+            SlotState::Skipped => Some(None),
+        }
+    }
+
     /// The snapshot, waiting up to `timeout` for it; `None` when it was
     /// skipped, failed or is late.
     pub fn wait(&self, timeout: Duration) -> Option<Snapshot> {
@@ -589,6 +599,18 @@ mod tests {
             }
         }
         RingFrame { frame_number: 7, pts_ns: 0, buffer, info, source_size: (640, 360) }
+    }
+
+    #[test]
+    fn a_slot_tells_pending_from_skipped_without_waiting() {
+        let slot = SnapshotSlot::new();
+        assert_eq!(slot.try_get(), None);
+        slot.set(SlotState::Skipped);
+        assert_eq!(slot.try_get(), Some(None));
+        let done = SnapshotSlot::new();
+        let snapshot = Snapshot { path: "a.jpg".into(), sha256: "00".into(), width: 2, height: 2, crop: None };
+        done.set(SlotState::Done(snapshot.clone()));
+        assert_eq!(done.try_get(), Some(Some(snapshot)));
     }
 
     fn job() -> SnapshotJob {

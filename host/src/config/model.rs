@@ -193,7 +193,7 @@ impl Default for RtspConfig {
 }
 
 /// Where a frame's objects come from on the CPU backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DetectorKind {
     /// Region-of-interest metadata when the frame carries any, else motion.

@@ -192,6 +192,7 @@ impl SourceMetrics {
                 let seconds = self.active_seconds();
                 (frames > 1 && seconds > 0.0).then(|| (frames - 1) as f64 / seconds)
             },
+            detector: None,
         }
     }
 }
@@ -226,4 +227,8 @@ pub struct SourceSummary {
     pub active_seconds: f64,
     /// Frames per second over `active_seconds`.
     pub mean_fps: Option<f64>,
+    /// Where the source's objects come from (`motion`, `roi`, `none`, or
+    /// `nvinfer` on the DeepStream backend); set by the runtime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detector: Option<String>,
 }

@@ -33,9 +33,17 @@ pub struct ApiState {
     pub alerts: Arc<crate::alerts::AlertStats>,
     /// Bearer token required on `/metrics` and `/v1` when set.
     pub token: Option<Arc<str>>,
+    /// The token rule with the console's login sessions (made from `token`).
+    pub auth: Arc<super::session::Auth>,
+    /// The alert journal (the console's backlog); `None` when it is off.
+    pub journal_path: Option<std::path::PathBuf>,
+    /// How long an event stream waits for an alert's snapshot.
+    pub snapshot_wait: Duration,
+    /// Ends the event streams when the server stops.
+    pub closing: super::events::Closing,
 }
 
-fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {
     let mut body = json!({ "error": message.into() });
     if let Some(field) = field {
         body["field"] = json!(field);
@@ -179,7 +187,8 @@ async fn list_strategies(State(state): State<ApiState>) -> Json<Value> {
                 .iter()
                 .filter(|(_, name, m)| name == &plan.name && m.quarantines.load(Ordering::Relaxed) > 0)
                 .count();
-            json!({
+            let counters = strategy_counters(&plan.name, &metrics);
+            let mut entry = json!({
                 "name": plan.name,
                 "version": plan.component.version,
                 "world": plan.component.world.as_str(),
@@ -189,10 +198,46 @@ async fn list_strategies(State(state): State<ApiState>) -> Json<Value> {
                 "reloads_ok": stats.as_ref().map(|s| s.succeeded.load(Ordering::Relaxed)),
                 "reloads_failed": stats.as_ref().map(|s| s.failed.load(Ordering::Relaxed)),
                 "last_reload_error": stats.as_ref().and_then(|s| s.last_error.lock().ok().and_then(|e| e.clone())),
-            })
+            });
+            if let (Some(entry), Value::Object(counters)) = (entry.as_object_mut(), counters) {
+                entry.extend(counters);
+            }
+            entry
         })
         .collect();
     Json(json!({ "strategies": list }))
+}
+
+/// Calls, detections, errors by kind, restarts and quarantines of strategy
+/// `name`, summed over its sources and per source (the counters of the
+/// instances running now: a removed source takes its counts with it).
+fn strategy_counters(name: &str, metrics: &[(String, String, Arc<crate::strategy::StrategyMetrics>)]) -> Value {
+    use crate::strategy::metrics::ErrorKind;
+    let mine: Vec<_> = metrics.iter().filter(|(_, n, _)| n == name).collect();
+    let sum = |f: &dyn Fn(&crate::strategy::StrategyMetrics) -> u64| mine.iter().map(|(_, _, m)| f(m)).sum::<u64>();
+    let errors: serde_json::Map<String, Value> =
+        ErrorKind::ALL.iter().map(|kind| (kind.as_str().to_string(), json!(sum(&|m| m.errors(*kind))))).collect();
+    let per_source: Vec<Value> = mine
+        .iter()
+        .map(|(source, _, m)| {
+            json!({
+                "source": source,
+                "calls": m.calls.load(Ordering::Relaxed),
+                "detections": m.detections.load(Ordering::Relaxed),
+                "errors": m.total_errors(),
+                "restarts": m.restarts.load(Ordering::Relaxed),
+                "quarantines": m.quarantines.load(Ordering::Relaxed),
+            })
+        })
+        .collect();
+    json!({
+        "calls": sum(&|m| m.calls.load(Ordering::Relaxed)),
+        "detections": sum(&|m| m.detections.load(Ordering::Relaxed)),
+        "errors": errors,
+        "restarts": sum(&|m| m.restarts.load(Ordering::Relaxed)),
+        "quarantines": sum(&|m| m.quarantines.load(Ordering::Relaxed)),
+        "per_source": per_source,
+    })
 }
 
 async fn reload_strategy(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
@@ -256,15 +301,12 @@ async fn thumbnail(State(state): State<ApiState>, Path(id): Path<String>) -> Res
 }
 
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
-        let presented = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        if !super::token::BearerToken::new(token).accepts_header(presented) {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token (Authorization: Bearer <token>)",
-                None,
-            );
-        }
+    if !state.auth.allows(request.headers()) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer <token>), or log in at /",
+            None,
+        );
     }
     next.run(request).await
 }
@@ -277,10 +319,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/strategies", get(list_strategies))
         .route("/v1/strategies/{name}/reload", post(reload_strategy))
         .route("/v1/config/reload", post(reload_config))
+        .route("/v1/alerts", get(super::events::list_alerts))
         .route("/v1/alerts/{id}/{file}", get(alert_picture))
+        .route("/v1/events", get(super::events::events))
         .route("/v1/sources/{id}/thumbnail.jpg", get(thumbnail))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).merge(protected).with_state(state)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(protected)
+        .merge(super::console::router())
+        .with_state(state)
 }
 
 /// Why the HTTP server could not start.
@@ -310,6 +359,7 @@ pub struct HttpOptions {
 /// A running HTTP server; dropping it stops the server.
 pub struct HttpServer {
     pub address: SocketAddr,
+    closing: super::events::Closing,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -346,6 +396,7 @@ impl HttpServer {
             .map_err(|source| HttpError::Bind { address, source })?;
         let bound = listener.local_addr().map_err(|source| HttpError::Bind { address, source })?;
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let closing = state.closing.clone();
         let app = router(state);
         let scheme = if tls.is_some() { "https" } else { "http" };
         let thread = std::thread::Builder::new()
@@ -369,12 +420,14 @@ impl HttpServer {
             })
             .map_err(HttpError::Runtime)?;
         tracing::info!(address = %bound, scheme, "HTTP server listening (metrics, health, control API)");
-        Ok(HttpServer { address: bound, shutdown: Some(shutdown), thread: Some(thread) })
+        Ok(HttpServer { address: bound, closing, shutdown: Some(shutdown), thread: Some(thread) })
     }
 }
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
+        // Open event streams would hold the graceful shutdown forever.
+        self.closing.close();
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }

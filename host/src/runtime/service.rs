@@ -81,6 +81,10 @@ pub struct Service {
     /// Every source's recent frames, when snapshots are on.
     rings: Option<Arc<Rings>>,
     snapshot_dir: PathBuf,
+    /// The alert journal's file, when the journal is on.
+    journal_path: Option<PathBuf>,
+    /// How long a sink (or a watcher) waits for an alert's snapshot.
+    snapshot_wait: Duration,
     control: Arc<Control>,
     runtime: Arc<Runtime>,
     alert_stats: Arc<AlertStats>,
@@ -115,6 +119,8 @@ impl Service {
             sinks: Vec::new(),
             shutdown_grace: Duration::from_secs_f64(config.alerts.shutdown_grace_seconds),
         };
+        let journal_path = config.alerts.journal.enabled.then(|| settings.journal_path.clone());
+        let snapshot_wait = Duration::from_millis(snapshots.wait_ms);
         let dispatcher = Dispatcher::start(settings, alert_stats.clone())?;
         let dispatch = dispatcher.control();
         let (sender, receiver) = std::sync::mpsc::channel::<Alert>();
@@ -167,6 +173,8 @@ impl Service {
         let mut service = Service {
             rings: rings.map(|r| r.rings),
             snapshot_dir: snapshot_dir(&options.data_dir),
+            journal_path,
+            snapshot_wait,
             control,
             runtime,
             alert_stats,
@@ -216,6 +224,16 @@ impl Service {
 
     pub fn snapshot_dir(&self) -> &Path {
         &self.snapshot_dir
+    }
+
+    /// The alert journal's file; `None` when the journal is off.
+    pub fn journal_path(&self) -> Option<&Path> {
+        self.journal_path.as_deref()
+    }
+
+    /// How long sinks and watchers wait for an alert's snapshot.
+    pub fn snapshot_wait(&self) -> Duration {
+        self.snapshot_wait
     }
 
     /// Applies the config file again (what a file change does).

@@ -86,6 +86,8 @@ struct SourceHandle {
     strategy_metrics: Vec<(String, Arc<StrategyMetrics>)>,
     /// Set when the source runs in the shared DeepStream pipeline.
     deepstream: Option<Arc<DeepStreamPipeline>>,
+    /// What finds its objects (`auto` resolved).
+    detector: crate::config::DetectorKind,
 }
 
 /// Settings shared by every source.
@@ -209,8 +211,9 @@ impl Runtime {
         }
         // A source on the GPU (its decoder, or its detector) gets a GPU:
         // decode, conversion and inference all on that one.
+        let detector_kind = objects::detector_of(&spec, settings.pipeline.onnx.model.is_some());
         let onnx_gpu = settings.detector.as_ref().is_some_and(|d| d.provider.is_gpu())
-            && objects::detector_of(&spec, settings.pipeline.onnx.model.is_some()) == crate::config::DetectorKind::Onnx;
+            && detector_kind == crate::config::DetectorKind::Onnx;
         let gpu = if selection.path == DecodePath::Gpu || onnx_gpu {
             let request = super::placement::Request { source: id.clone(), pinned: spec.device_id, weight: 0 };
             let placed = self.placement.lock().unwrap_or_else(|p| p.into_inner()).place(&request);
@@ -321,7 +324,16 @@ impl Runtime {
         };
         self.lock().insert(
             id,
-            SourceHandle { spec, outlet, commands, controller, worker: Some(worker), strategy_metrics, deepstream },
+            SourceHandle {
+                spec,
+                outlet,
+                commands,
+                controller,
+                worker: Some(worker),
+                strategy_metrics,
+                deepstream,
+                detector: detector_kind,
+            },
         );
         Ok(())
     }
@@ -499,7 +511,14 @@ impl Runtime {
     }
 
     pub fn summaries(&self) -> Vec<SourceSummary> {
-        self.lock().values().map(|h| h.outlet.metrics.snapshot(&h.spec.id, &h.spec.uri.redacted())).collect()
+        self.lock()
+            .values()
+            .map(|h| {
+                let mut summary = h.outlet.metrics.snapshot(&h.spec.id, &h.spec.uri.redacted());
+                summary.detector = Some(detector_name(h));
+                summary
+            })
+            .collect()
     }
 
     /// Per (source, strategy) metrics.
@@ -532,6 +551,7 @@ impl Runtime {
 }
 
 fn finish(mut handle: SourceHandle) -> SourceSummary {
+    let detector = detector_name(&handle);
     handle.outlet.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(deepstream) = handle.deepstream.take() {
         deepstream.remove_source(&handle.spec.id);
@@ -547,7 +567,19 @@ fn finish(mut handle: SourceHandle) -> SourceSummary {
     if let Some(worker) = handle.worker.take() {
         let _ = worker.join();
     }
-    handle.outlet.metrics.snapshot(&handle.spec.id, &handle.spec.uri.redacted())
+    let mut summary = handle.outlet.metrics.snapshot(&handle.spec.id, &handle.spec.uri.redacted());
+    summary.detector = Some(detector);
+    summary
+}
+
+/// What finds a source's objects, as the API shows it.
+fn detector_name(handle: &SourceHandle) -> String {
+    if handle.deepstream.is_some() {
+        // The batched pipeline's own inference element.
+        return "nvinfer".to_string();
+    }
+    let kind = handle.detector;
+    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| format!("{kind:?}"))
 }
 
 /// `pipeline.onnx` with another device.
