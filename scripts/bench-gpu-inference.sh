@@ -13,7 +13,10 @@
 # time, nvidia-smi GPU and decoder utilisation every 200 ms; one table row:
 # per-source FPS min/median, total FPS, GPU util, NVDEC util, CPU ms/frame,
 # inference latency p50/p99 (submission to result) and per run, batch sizes,
-# objects per frame.
+# objects per frame. On a host with several GPUs the sources are spread over
+# all of them (dshost's placement); PIN_GPU=N pins every source to GPU N
+# instead (the one-GPU baseline of a scaling run), and the utilisation
+# columns show each GPU (g0 mean / max; g1 ...).
 set -uo pipefail
 bundle="$(cd "$1" && pwd)"
 model="$2"
@@ -42,14 +45,16 @@ for n in "${counts[@]}"; do
     echo "  sinks: [ { type: jsonl, path: \"$out/alerts-$tag.jsonl\" } ]"
     echo "sources:"
     for i in $(seq 1 "$n"); do
-      echo "  - { id: s$i, uri: \"$clip\", detect: { fps: 240, motion_gate: false } }"
+      pin=""
+      [ -n "${PIN_GPU:-}" ] && pin=", device_id: $PIN_GPU"
+      echo "  - { id: s$i, uri: \"$clip\", detect: { fps: 240, motion_gate: false }$pin }"
     done
     echo "strategies:"
     echo "  - { name: yolo_filter, path: \"$bundle/strategies/yolo_filter.wasm\", config: { classes: [person, car, bicycle] } }"
   } >"$config"
   smi=""
   if command -v nvidia-smi >/dev/null 2>&1; then
-    nvidia-smi --query-gpu=utilization.gpu,utilization.decoder --format=csv,noheader,nounits -lms 200 \
+    nvidia-smi --query-gpu=index,utilization.gpu,utilization.decoder --format=csv,noheader,nounits -lms 200 \
       >"$out/smi-$tag.csv" 2>/dev/null &
     smi=$!
   fi
@@ -71,19 +76,25 @@ frames = sum(s["frames_decoded"] for s in sources)
 objects = sum(s["objects"] for s in sources)
 longest = max((s.get("active_seconds") or 0.0) for s in sources)
 user, system, _wall = (float(x) for x in open(f"{out}/time-{tag}.txt").read().split()[-3:])
-gpu, dec = [], []
+gpu, dec = {}, {}
 try:
     for line in open(f"{out}/smi-{tag}.csv"):
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-            gpu.append(int(parts[0])); dec.append(int(parts[1]))
+        if len(parts) == 3 and all(p.isdigit() for p in parts):
+            gpu.setdefault(parts[0], []).append(int(parts[1])); dec.setdefault(parts[0], []).append(int(parts[2]))
 except OSError:
     pass
 inf = summary.get("inference") or {}
 lat50 = statistics.median([s["latency_ms_p50"] or 0 for s in inf.get("sources", [])] or [0])
 lat99 = max([s["latency_ms_p99"] or 0 for s in inf.get("sources", [])] or [0])
 batches = ", ".join(f"{size}x{runs}" for size, runs in inf.get("batch_sizes", []))
-util = lambda v: f"{statistics.mean(v):.0f} / {max(v)}" if v else "n/a"
+def util(per_gpu):
+    if not per_gpu:
+        return "n/a"
+    cells = [f"{statistics.mean(v):.0f} / {max(v)}" for _, v in sorted(per_gpu.items())]
+    if len(cells) == 1:
+        return cells[0]
+    return "; ".join(f"g{index} {cell}" for index, cell in zip(sorted(per_gpu), cells))
 total = f"{frames / longest:.0f}" if longest > 0 else "-"
 print(f"| {n} | {fps[0]:.1f} / {statistics.median(fps):.1f} | {total} | {util(gpu)} | {util(dec)} | "
       f"{(user + system) / max(frames, 1) * 1e3:.2f} | {lat50:.1f} / {lat99:.1f} | "

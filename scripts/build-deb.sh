@@ -14,7 +14,14 @@ dir=release
 if [ "$profile" = dev ]; then dir=debug; fi
 
 bash scripts/build-strategies.sh >&2
-cargo build --quiet -p dshost --bin dshost --profile "$profile" >&2
+if [ "$profile" = dev ]; then
+  # Exactly the test suite's build (`cargo test --workspace` resolves
+  # features with every member's dev-dependencies; `cargo build -p dshost`
+  # would resolve them differently and rebuild wasmtime and more).
+  cargo test --quiet --workspace --no-run >&2
+else
+  cargo build --quiet -p dshost --bin dshost --profile "$profile" >&2
+fi
 bin="$CARGO_TARGET_DIR/$dir/dshost"
 
 # Completions and the man page come from the binary's own command line.

@@ -27,7 +27,7 @@ cargo clippy --quiet --workspace --all-targets -- -D warnings
 # doc-test run); close with the total.
 log="$(mktemp)"
 set +e
-cargo test --workspace 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # The Debian package, built from the debug binary just tested, installed

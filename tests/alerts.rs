@@ -401,11 +401,12 @@ fn nats_jetstream_killed_mid_burst_loses_nothing_and_stores_no_duplicates() {
         ),
         &dir.path().join("alerts.db"),
     );
-    let sent = burst(&running, 400, 150, || {
-        server.kill();
-        std::thread::sleep(Duration::from_millis(700));
-        server.restart();
-    });
+    // Down for longer than the sink's acknowledgement timeout (2 s) while
+    // alerts keep coming, so a publish must fail: async-nats reconnects and
+    // resends by itself, and a shorter outage can pass unseen.
+    let sent = burst(&running, 400, 150, || server.kill());
+    std::thread::sleep(Duration::from_millis(3000));
+    server.restart();
     running.wait_delivered("nats", 400, Duration::from_secs(60));
     let (_, stats) = running.finish();
     assert!(stats.sinks()[0].failures.load(Ordering::Relaxed) > 0, "the outage must have been seen");

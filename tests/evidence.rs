@@ -3,7 +3,10 @@
 //! pictures are decoded by GStreamer's `jpegdec` (not by dshost) and checked
 //! against the synthetic scene's ground truth: the scene paints each person
 //! as a block of luma 235 on a background of at most 120, at the box the
-//! alert carries, in the frame the alert names.
+//! alert carries, in the frame the alert names. The sinks carry the same
+//! pictures: a webhook as multipart/form-data (parsed by Python's standard
+//! MIME parser), mosquitto as a retained `<topic>/snapshot` message, and
+//! nats-server's JetStream object store.
 
 mod common;
 
@@ -174,4 +177,135 @@ fn every_alert_carries_a_snapshot_of_its_own_frame() {
         let entry = journaled.iter().find(|e| e["id"] == alert["id"]).expect("journaled");
         assert_eq!(entry["snapshot"]["sha256"], alert["snapshot"]["sha256"], "{entry}");
     }
+}
+
+/// The pictures travel with the alerts through the sinks, byte for byte
+/// what the alert's `snapshot.sha256` names.
+#[test]
+fn sinks_carry_the_pictures() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let alerts_path = dir.path().join("alerts.jsonl");
+    let received = dir.path().join("received");
+    let webhook_port = common::brokers::free_port();
+    let mut receiver = Command::new("python3")
+        .arg(common::repo_root().join("tests/tools/multipart_receiver.py"))
+        .arg(webhook_port.to_string())
+        .arg(&received)
+        .spawn()
+        .expect("python3");
+    common::brokers::wait_for_port(webhook_port, Duration::from_secs(10));
+    let mqtt_dir = dir.path().join("mqtt");
+    std::fs::create_dir_all(&mqtt_dir).unwrap();
+    let mosquitto = common::brokers::Mosquitto::start(&mqtt_dir);
+    let nats_dir = dir.path().join("nats");
+    std::fs::create_dir_all(&nats_dir).unwrap();
+    let nats = common::brokers::NatsServer::start(&nats_dir);
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "sources:\n  - {{id: street, uri: 'scene://?seed=5&width=640&height=360&fps=30'}}\n\
+             strategies:\n  - path: {}\n    config: {{classes: [person], min_confidence: 0.0}}\n\
+             alerts:\n  throttle: {{cooldown_seconds: 2}}\n  snapshots: {{max_width: 640}}\n  sinks:\n\
+             \x20   - {{type: webhook, name: hook, url: 'http://127.0.0.1:{webhook_port}/alerts', snapshot: multipart}}\n\
+             \x20   - {{type: mqtt, name: mqtt, address: '127.0.0.1:{}', topic: 'cams/{{source}}/{{pattern}}', snapshots: true}}\n\
+             \x20   - {{type: nats, name: nats, url: '{}', subject: 'cams.{{source}}.{{pattern}}', stream: CAMS, create_stream: true, snapshot_bucket: cam-snapshots}}\n",
+            common::strategy("yolo_filter").display(),
+            mosquitto.port,
+            nats.url(),
+        ),
+    )
+    .unwrap();
+    let mut dshost = Command::new(common::dshost_bin())
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["run", "--no-watch", "--config"])
+        .arg(&config)
+        .arg("--alerts-jsonl")
+        .arg(&alerts_path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while alerts(&alerts_path).len() < 4 {
+        assert!(Instant::now() < deadline, "fewer than 4 alerts within 90 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = Command::new("kill").args(["-INT", &dshost.id().to_string()]).status();
+    assert!(dshost.wait().unwrap().success());
+    let written = alerts(&alerts_path);
+    let with_picture: Vec<&Value> = written.iter().filter(|a| a["snapshot"].is_object()).collect();
+    assert!(with_picture.len() >= 4, "{written:?}");
+
+    // Webhook: one multipart request per alert; the snapshot part is the
+    // file the alert names, a JPEG of the stated size, and the crop is there.
+    let requests: Vec<Value> = std::fs::read_to_string(received.join("requests.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    for alert in &with_picture {
+        let request = requests
+            .iter()
+            .find(|r| r["alert"]["id"] == alert["id"])
+            .unwrap_or_else(|| panic!("the webhook never got {}", alert["id"]));
+        assert!(request["content_type"].as_str().unwrap().starts_with("multipart/form-data; boundary="));
+        let part = &request["parts"]["snapshot"];
+        assert_eq!(part["type"], "image/jpeg");
+        assert_eq!(part["sha256"], alert["snapshot"]["sha256"], "{request}");
+        let bytes = std::fs::read(part["path"].as_str().unwrap()).unwrap();
+        assert_eq!(decode(&bytes).0, 640);
+        let crop = &request["parts"]["crop"];
+        assert_eq!(crop["type"], "image/jpeg", "{request}");
+        let crop_file = std::fs::read(alert["snapshot"]["crop"].as_str().unwrap()).unwrap();
+        let crop_digest: String = Sha256::digest(&crop_file).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(crop["sha256"], crop_digest.as_str());
+    }
+
+    // MQTT: the retained snapshot is the last alert's picture.
+    let last = with_picture.last().unwrap();
+    let retained = Command::new("mosquitto_sub")
+        .args(["-p", &mosquitto.port.to_string(), "-t", "cams/street/person/snapshot", "-C", "1", "-N", "-W", "10"])
+        .output()
+        .expect("mosquitto_sub");
+    let digest: String = Sha256::digest(&retained.stdout).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(digest, last["snapshot"]["sha256"].as_str().unwrap(), "retained snapshot");
+
+    // NATS: each alert message names its objects, and the objects are the
+    // pictures.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let jetstream = async_nats::jetstream::new(client);
+        let stream = jetstream.get_stream("CAMS").await.unwrap();
+        let bucket = jetstream.get_object_store("cam-snapshots").await.unwrap();
+        let (first, last_seq) = {
+            let mut stream = stream.clone();
+            let state = stream.info().await.unwrap().state.clone();
+            (state.first_sequence, state.last_sequence)
+        };
+        let mut seen = 0;
+        for seq in first..=last_seq {
+            let message = stream.get_raw_message(seq).await.unwrap();
+            let alert: Value = serde_json::from_slice(&message.payload).unwrap();
+            let Some(expected) = alert["snapshot"]["sha256"].as_str() else { continue };
+            let headers = message.headers;
+            assert_eq!(headers.get("Dshost-Snapshot-Bucket").map(|v| v.as_str()), Some("cam-snapshots"));
+            let name = headers.get("Dshost-Snapshot").unwrap().as_str().to_string();
+            assert_eq!(name, format!("{}.jpg", alert["id"].as_str().unwrap()));
+            let mut object = bucket.get(&name).await.unwrap();
+            let mut bytes = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut object, &mut bytes).await.unwrap();
+            let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(digest, expected, "object {name}");
+            assert!(headers.get("Dshost-Crop").is_some());
+            seen += 1;
+        }
+        assert!(seen >= with_picture.len(), "{seen} NATS alerts with pictures for {} alerts", with_picture.len());
+    });
 }

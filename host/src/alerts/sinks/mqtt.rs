@@ -37,6 +37,11 @@ pub struct MqttConfig {
     /// 0 or 1.
     pub qos: u8,
     pub retain: bool,
+    /// Also publish each alert's JPEG to `<topic>/snapshot`, retained (the
+    /// latest per source and pattern, like Frigate's `.../snapshot`), before
+    /// the alert itself; off by default, since subscribers of `topic/#`
+    /// would otherwise get binary messages among the JSON.
+    pub snapshots: bool,
     /// Default: `dshost-<sink name>-<process id>`.
     pub client_id: Option<String>,
     pub username: Option<String>,
@@ -56,6 +61,7 @@ impl Default for MqttConfig {
             topic: "dshost/alerts/{source}/{pattern}".into(),
             qos: 1,
             retain: false,
+            snapshots: false,
             client_id: None,
             username: None,
             password_env: None,
@@ -188,6 +194,7 @@ pub struct MqttSink {
     topic: String,
     qos: u8,
     retain: bool,
+    snapshots: bool,
     client_id: String,
     username: Option<String>,
     password: Option<String>,
@@ -223,6 +230,7 @@ impl MqttSink {
             topic: config.topic.clone(),
             qos: config.qos.min(1),
             retain: config.retain,
+            snapshots: config.snapshots,
             client_id: config.client_id.clone().unwrap_or_else(|| format!("dshost-{sink_name}-{}", std::process::id())),
             username: config.username.clone(),
             password,
@@ -298,7 +306,7 @@ impl MqttSink {
         Ok(())
     }
 
-    fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<(), String> {
+    fn publish(&mut self, topic: &str, payload: &[u8], retain: bool) -> Result<(), String> {
         let packet_id = self.next_packet_id;
         self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
         let mut body = Vec::with_capacity(topic.len() + payload.len() + 4);
@@ -307,7 +315,7 @@ impl MqttSink {
             body.extend_from_slice(&packet_id.to_be_bytes());
         }
         body.extend_from_slice(payload);
-        let header = 0x30 | (self.qos << 1) | u8::from(self.retain);
+        let header = 0x30 | (self.qos << 1) | u8::from(retain);
         let address = self.address.clone();
         let qos = self.qos;
         let Some(connection) = self.connection.as_mut() else { return Err("not connected".into()) };
@@ -340,7 +348,20 @@ impl Sink for MqttSink {
             self.connect().map_err(DeliveryError::Retry)?;
         }
         let topic = fill_template(&self.topic, alert, clean_topic_value);
-        self.publish(&topic, payload).map_err(|error| {
+        // The picture first, so a consumer woken by the alert finds it; both
+        // acknowledged before the alert counts as delivered. A snapshot file
+        // already removed by retention leaves the alert alone.
+        let picture = match (&alert.snapshot, self.snapshots) {
+            (Some(snapshot), true) => std::fs::read(&snapshot.path).ok(),
+            _ => None,
+        };
+        let retain = self.retain;
+        let published = match picture {
+            Some(jpeg) => self.publish(&format!("{topic}/snapshot"), &jpeg, true),
+            None => Ok(()),
+        }
+        .and_then(|()| self.publish(&topic, payload, retain));
+        published.map_err(|error| {
             // The connection state is unknown now; the next attempt starts
             // afresh, and the broker may see this alert twice (at-least-once).
             self.connection = None;

@@ -48,6 +48,12 @@ pub struct NatsConfig {
     pub nkey_seed_file: Option<PathBuf>,
     /// A `.creds` file (user JWT and NKey seed) for decentralized auth.
     pub credentials_file: Option<PathBuf>,
+    /// Put each alert's JPEGs into this JetStream object store bucket
+    /// (created when missing) as `<alert id>.jpg` and `<alert id>-crop.jpg`,
+    /// before the alert, which names them in its headers
+    /// (`Dshost-Snapshot-Bucket`, `Dshost-Snapshot`, `Dshost-Crop`). Off
+    /// when absent; needs `jetstream: true`.
+    pub snapshot_bucket: Option<String>,
     pub format: PayloadFormat,
     pub delivery: DeliveryConfig,
 }
@@ -67,6 +73,7 @@ impl Default for NatsConfig {
             token_env: None,
             nkey_seed_file: None,
             credentials_file: None,
+            snapshot_bucket: None,
             format: PayloadFormat::Dshost,
             delivery: DeliveryConfig::default(),
         }
@@ -126,6 +133,14 @@ impl NatsConfig {
                 problems.push(("stream".into(), "a stream name has no dots, spaces or wildcards".into()));
             }
         }
+        if let Some(bucket) = &self.snapshot_bucket {
+            if !self.jetstream {
+                problems.push(("snapshot_bucket".into(), "an object store needs jetstream: true".into()));
+            }
+            if bucket.is_empty() || !bucket.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+                problems.push(("snapshot_bucket".into(), "a bucket name is letters, digits, - and _".into()));
+            }
+        }
         if !self.jetstream && self.stream.is_some() {
             problems.push(("stream".into(), "only used with jetstream: true".into()));
         }
@@ -176,6 +191,8 @@ pub struct NatsSink {
     timeout: Duration,
     runtime: tokio::runtime::Runtime,
     connection: Option<(async_nats::Client, async_nats::jetstream::Context)>,
+    /// The snapshot bucket, once opened on this connection.
+    bucket: Option<async_nats::jetstream::object_store::ObjectStore>,
 }
 
 impl NatsSink {
@@ -240,6 +257,7 @@ impl NatsSink {
             timeout: config.delivery.timeout(),
             runtime,
             connection: None,
+            bucket: None,
         })
     }
 
@@ -284,6 +302,7 @@ impl NatsSink {
             self.ensure_stream(&jetstream, &stream).map_err(|e| format!("NATS at {shown}: {e}"))?;
         }
         self.connection = Some((client, jetstream));
+        self.bucket = None;
         Ok(())
     }
 
@@ -313,9 +332,9 @@ impl NatsSink {
     }
 
     fn publish(&mut self, subject: String, alert: &Alert, payload: &[u8]) -> Result<(), DeliveryError> {
-        let shown = &self.shown_url;
+        let shown = self.shown_url.clone();
         let timeout = self.timeout;
-        let Some((client, jetstream)) = &self.connection else {
+        let Some((client, _)) = &self.connection else {
             return Err(DeliveryError::Retry("not connected".into()));
         };
         if !self.config.jetstream {
@@ -331,8 +350,21 @@ impl NatsSink {
                 }
             });
         }
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(names) = self.put_snapshot(alert)? {
+            let bucket = self.config.snapshot_bucket.clone().unwrap_or_default();
+            headers.insert("Dshost-Snapshot-Bucket", bucket.as_str());
+            headers.insert("Dshost-Snapshot", names.0.as_str());
+            if let Some(crop) = &names.1 {
+                headers.insert("Dshost-Crop", crop.as_str());
+            }
+        }
+        let Some((_, jetstream)) = &self.connection else {
+            return Err(DeliveryError::Retry("not connected".into()));
+        };
         let message = async_nats::jetstream::message::PublishMessage::build()
             .payload(payload.to_vec().into())
+            .headers(headers)
             .message_id(&alert.id);
         let acknowledged = self.runtime.block_on(async {
             let pending = jetstream.send_publish(subject.clone(), message).await?;
@@ -347,6 +379,65 @@ impl NatsSink {
                 _ => format!("NATS at {shown}: JetStream publish: {error}"),
             })),
         }
+    }
+}
+
+impl NatsSink {
+    /// Puts the alert's JPEGs into the snapshot bucket (each put waits for
+    /// JetStream's acknowledgements of its chunks); returns their object
+    /// names. `None` when no bucket is configured or the alert has no
+    /// picture (or its file is gone).
+    fn put_snapshot(&mut self, alert: &Alert) -> Result<Option<(String, Option<String>)>, DeliveryError> {
+        let (Some(bucket_name), Some(snapshot)) = (self.config.snapshot_bucket.clone(), &alert.snapshot) else {
+            return Ok(None);
+        };
+        let Ok(full) = std::fs::read(&snapshot.path) else { return Ok(None) };
+        let crop = snapshot.crop.as_ref().and_then(|path| std::fs::read(path).ok());
+        let shown = self.shown_url.clone();
+        let Some((_, jetstream)) = &self.connection else {
+            return Err(DeliveryError::Retry("not connected".into()));
+        };
+        let retry = |what: &str, error: &dyn std::fmt::Display| {
+            DeliveryError::Retry(format!("NATS at {shown}: snapshot bucket `{bucket_name}`: {what}: {error}"))
+        };
+        let bucket = match &self.bucket {
+            Some(bucket) => bucket.clone(),
+            None => {
+                let opened = self.runtime.block_on(async {
+                    match jetstream.get_object_store(&bucket_name).await {
+                        Ok(bucket) => Ok(bucket),
+                        Err(_) => jetstream
+                            .create_object_store(async_nats::jetstream::object_store::Config {
+                                bucket: bucket_name.clone(),
+                                description: Some("dshost alert snapshots".into()),
+                                ..Default::default()
+                            })
+                            .await
+                            .map_err(|e| e.to_string()),
+                    }
+                });
+                let bucket = opened.map_err(|e| {
+                    retry("cannot open or create it (does this account have JetStream and may it create streams?)", &e)
+                })?;
+                self.bucket = Some(bucket.clone());
+                bucket
+            }
+        };
+        let full_name = format!("{}.jpg", alert.id);
+        let crop_name = crop.as_ref().map(|_| format!("{}-crop.jpg", alert.id));
+        let put = self.runtime.block_on(async {
+            bucket.put(full_name.as_str(), &mut full.as_slice()).await?;
+            if let (Some(name), Some(data)) = (&crop_name, &crop) {
+                bucket.put(name.as_str(), &mut data.as_slice()).await?;
+            }
+            Ok::<_, async_nats::jetstream::object_store::PutError>(())
+        });
+        put.map_err(|e| {
+            // The bucket may have gone; open it again next time.
+            self.bucket = None;
+            retry("put", &e)
+        })?;
+        Ok(Some((full_name, crop_name)))
     }
 }
 
