@@ -14,11 +14,12 @@
 # guest and host threads are all counted; about 50x slower, so short clips).
 #
 # Object stages: `none` (frames reach the strategy with no objects: the pure
-# overhead) and `motion` (the built-in motion detector and tracker: reported
-# as analysis cost, not overhead). Hook for the ONNX object stage (being built
-# beside this): add `onnx` to DSHOST_BENCH_STAGES and give the source keys that
-# select it in DSHOST_BENCH_ONNX_SOURCE_YAML (e.g. "detector: onnx" plus its
-# model settings, indented for a source entry); see stage_yaml() below.
+# overhead), `motion` (the built-in motion detector and tracker) and `onnx`
+# (the demo model at `detect.fps: 5`, one intra-op thread so ONNX Runtime's
+# spinning thread pool does not inflate the count; DSHOST_BENCH_MODEL, default
+# the model scripts/fetch-models.sh fetches): both reported as analysis cost,
+# not overhead. `onnx` is slow under callgrind (about 10 s per inference):
+#   DSHOST_BENCH_SIZES=640x360 DSHOST_BENCH_STAGES="none onnx" scripts/bench-overhead.sh
 #
 # Prints a Markdown table (recorded in docs/benchmarks.md).
 set -euo pipefail
@@ -31,6 +32,10 @@ long="${DSHOST_BENCH_LONG_FRAMES:-150}"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 work="$root/target/bench-overhead"
 mkdir -p "$work"
+if [[ " $stages " == *" onnx "* ]] && [ -z "${DSHOST_ORT_LIB:-}" ]; then
+  DSHOST_ORT_LIB="$(bash scripts/fetch-models.sh | sed -n 's/^DSHOST_ORT_LIB=//p')"
+  export DSHOST_ORT_LIB
+fi
 
 # The example pulls in the dev-dependencies, so this build shares its features
 # (and artifacts) with the benchmarks and scripts/soak.sh.
@@ -74,15 +79,24 @@ clip() {
 stage_yaml() {
   case "$1" in
     none | motion) echo "    detector: $1" ;;
-    onnx) echo "${DSHOST_BENCH_ONNX_SOURCE_YAML:?set DSHOST_BENCH_ONNX_SOURCE_YAML to the source keys of the ONNX stage}" ;;
+    onnx) printf '    detector: onnx\n    detect: {fps: 5, motion_gate: false}\n' ;;
     *) echo "bench-overhead: unknown stage $1" >&2; exit 1 ;;
   esac
+}
+
+# The model of the onnx stage.
+onnx_model() {
+  if [ -n "${DSHOST_BENCH_MODEL:-}" ]; then echo "$DSHOST_BENCH_MODEL"; return; fi
+  bash scripts/fetch-models.sh | sed -n 's/^DSHOST_DEMO_MODEL=//p'
 }
 
 # dshost_config FILE STAGE: a config running yolo_filter on FILE.
 dshost_config() {
   local config="$work/config_$2_$(basename "$1" .mp4).yaml"
+  local pipeline=""
+  if [ "$2" = onnx ]; then pipeline="pipeline: {onnx: {model: \"$(onnx_model)\", threads: 1}}"; fi
   cat >"$config" <<YAML
+$pipeline
 sources:
   - id: clip
     uri: $1

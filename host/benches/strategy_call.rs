@@ -62,7 +62,8 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("strategy components missing: run scripts/build-strategies.sh first");
     }
     let engine = StrategyEngine::new(EngineOptions::default())?;
-    let limits = SandboxLimits::default();
+    // 1000 objects give 334 detections, past the default per-frame cap.
+    let limits = SandboxLimits { max_detections: 1024, ..SandboxLimits::default() };
     let component = engine.load_file("yolo_filter", &yolo, &limits)?;
     let component_v0_1 = engine.load_file("yolo_filter_v0_1", &yolo_v0_1, &limits)?;
     anyhow::ensure!(component.contract == Contract::V0_2, "yolo_filter.wasm is not a 0.2.0 build");
