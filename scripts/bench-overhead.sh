@@ -115,7 +115,7 @@ YAML
 # (pipeline/cpu.rs): uridecodebin ! videoconvert ! luma formats ! appsink.
 gst_run() {
   count gst-launch-1.0 -q uridecodebin "uri=file://$1" ! videoconvert \
-    ! "video/x-raw,format={ I420, NV12, YV12, NV21, Y42B, Y444, GRAY8 }" ! fakesink sync=false
+    ! "video/x-raw,format={I420,NV12,YV12,NV21,Y42B,Y444,GRAY8}" ! fakesink sync=false
 }
 
 dshost_run() {
