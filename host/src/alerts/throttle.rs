@@ -101,10 +101,17 @@ pub struct Throttle {
     global: ThrottleConfig,
     per_strategy: BTreeMap<String, ThrottleConfig>,
     last_sent_ns: HashMap<CooldownKey, u64>,
+    /// The newest pts seen per source, to tell which cooldowns have passed.
+    latest_pts: HashMap<String, u64>,
+    /// `last_sent_ns` is pruned when it grows to this size.
+    prune_at: usize,
     bursts: HashMap<BurstKey, Burst>,
     buckets: HashMap<StreamKey, Bucket>,
     suppressed: BTreeMap<Suppression, u64>,
 }
+
+/// Cooldown entries kept before the first prune.
+const PRUNE_MIN: usize = 4096;
 
 impl Throttle {
     pub fn new(global: ThrottleConfig, per_strategy: BTreeMap<String, ThrottleConfig>) -> Self {
@@ -112,6 +119,8 @@ impl Throttle {
             global,
             per_strategy,
             last_sent_ns: HashMap::new(),
+            latest_pts: HashMap::new(),
+            prune_at: PRUNE_MIN,
             bursts: HashMap::new(),
             buckets: HashMap::new(),
             suppressed: BTreeMap::new(),
@@ -197,8 +206,32 @@ impl Throttle {
             bucket.tokens -= 1.0;
         }
         self.last_sent_ns.insert(key, alert.pts_ns);
+        let latest = self.latest_pts.entry(alert.source.clone()).or_insert(0);
+        *latest = (*latest).max(alert.pts_ns);
+        if self.last_sent_ns.len() >= self.prune_at {
+            self.prune_cooldowns();
+        }
         out.push(alert);
         out
+    }
+
+    /// Drops cooldown entries whose cooldown has passed: every tracked object
+    /// gets an entry, and new object ids arrive for as long as dshost runs,
+    /// so without this the map grows by every object ever alerted on. An
+    /// entry newer than its source's newest pts (the source restarted) stays.
+    fn prune_cooldowns(&mut self) {
+        let (global, per_strategy, latest) = (&self.global, &self.per_strategy, &self.latest_pts);
+        self.last_sent_ns.retain(|(source, strategy, _, _), last| {
+            let cooldown_ns = (per_strategy.get(strategy).unwrap_or(global).cooldown_seconds * 1e9) as u64;
+            let newest = latest.get(source).copied().unwrap_or(0);
+            newest < *last || newest - *last < cooldown_ns
+        });
+        self.prune_at = (self.last_sent_ns.len() * 2).max(PRUNE_MIN);
+    }
+
+    /// Cooldown entries held (for tests and metrics).
+    pub fn cooldown_entries(&self) -> usize {
+        self.last_sent_ns.len()
     }
 
     /// Collapsed alerts of windows of this source and strategy that ended
@@ -286,6 +319,25 @@ mod tests {
             attributes: BTreeMap::new(),
             snapshot: None,
         }
+    }
+
+    #[test]
+    fn cooldowns_of_objects_long_gone_are_forgotten() {
+        let config = ThrottleConfig { cooldown_seconds: 5.0, ..ThrottleConfig::default() };
+        let mut throttle = Throttle::new(config, BTreeMap::new());
+        let now = Instant::now();
+        // 100,000 objects, a new one every 10 ms of video: 1000 s of a busy
+        // scene, each object alerted once.
+        for i in 0..100_000u64 {
+            let passed = throttle.admit(alert(i * SECOND / 100, "person", Some(i), 0.9), now);
+            assert_eq!(passed.len(), 1);
+        }
+        // Only objects within the last cooldown (5 s = 500 objects) need an
+        // entry; pruning keeps the map within twice the prune threshold.
+        assert!(throttle.cooldown_entries() < 2 * PRUNE_MIN, "{} entries", throttle.cooldown_entries());
+        // An object within its cooldown is still held back after pruning.
+        let last = 99_999u64;
+        assert!(throttle.admit(alert(last * SECOND / 100 + SECOND, "person", Some(last), 0.9), now).is_empty());
     }
 
     fn run(throttle: &mut Throttle, alerts: Vec<Alert>) -> Vec<Alert> {
