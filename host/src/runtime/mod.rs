@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod control;
+pub mod memory;
 pub mod objects;
 pub mod placement;
 pub mod replay;

@@ -91,6 +91,8 @@ pub struct Service {
     dispatcher: Option<JoinHandle<u64>>,
     watcher: Option<JoinHandle<()>>,
     stop_watch: Arc<AtomicBool>,
+    /// Ends the memory trimming thread.
+    stop_trim: Arc<AtomicBool>,
 }
 
 impl Service {
@@ -170,6 +172,11 @@ impl Service {
             options.config_path.clone(),
             options.reader,
         ));
+        let stop_trim = Arc::new(AtomicBool::new(false));
+        if let Err(error) = super::memory::spawn_trimmer(stop_trim.clone()) {
+            // Only memory held longer: everything else runs as it would.
+            tracing::warn!(%error, "cannot start the memory trimming thread");
+        }
         let mut service = Service {
             rings: rings.map(|r| r.rings),
             snapshot_dir: snapshot_dir(&options.data_dir),
@@ -181,6 +188,7 @@ impl Service {
             dispatcher: Some(dispatcher),
             watcher: None,
             stop_watch: Arc::new(AtomicBool::new(false)),
+            stop_trim,
         };
         if config.strategies.is_empty() {
             tracing::warn!("no strategies configured: frames are analysed but nothing raises alerts");
@@ -246,6 +254,7 @@ impl Service {
     /// says what the run did.
     pub fn shutdown(mut self) -> RunSummary {
         self.stop_watch.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop_trim.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(watcher) = self.watcher.take() {
             let _ = watcher.join();
         }
