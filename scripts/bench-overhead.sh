@@ -18,7 +18,8 @@
 # (the demo model at `detect.fps: 5`, one intra-op thread so ONNX Runtime's
 # spinning thread pool does not inflate the count; DSHOST_BENCH_MODEL, default
 # the model scripts/fetch-models.sh fetches): both reported as analysis cost,
-# not overhead. `onnx` is slow under callgrind (about 10 s per inference):
+# not overhead. `onnx` is very slow under callgrind (minutes per inference on
+# a 2-core VM), so it is not in the default set:
 #   DSHOST_BENCH_SIZES=640x360 DSHOST_BENCH_STAGES="none onnx" scripts/bench-overhead.sh
 #
 # Prints a Markdown table (recorded in docs/benchmarks.md).
