@@ -14,6 +14,7 @@ cd "$root"
 # Setup and build talk on stderr: stdout carries only alerts.
 bash scripts/setup.sh >&2
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dshost/target}"
+bash scripts/prune-target.sh "$CARGO_TARGET_DIR" >&2
 bash scripts/build-strategies.sh >&2
 cargo build --quiet --release -p dshost
 dshost="$CARGO_TARGET_DIR/release/dshost"

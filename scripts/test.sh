@@ -10,6 +10,8 @@ bash scripts/setup.sh --tests
 # One fixed target directory outside the checkout, so fresh clones on the same
 # machine reuse earlier builds. Safe: cargo fingerprints everything it reuses.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dshost/target}"
+# A long-lived machine's shared target fills up with stale test binaries.
+bash scripts/prune-target.sh "$CARGO_TARGET_DIR"
 
 bash scripts/build-strategies.sh
 # ONNX Runtime, the demo model, vtest.avi and the photos for tests/onnx.rs
