@@ -78,3 +78,49 @@ export function number(value, digits = 0) {
   if (value === null || value === undefined || Number.isNaN(value)) return '–';
   return Number(value).toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
+
+// A page's list of cards kept in step with an API listing: `fetchList`
+// returns the items, `keyOf` names one, `update` creates or fills its card
+// (returning the card's entry, which has `card`, the element), cards whose
+// item is gone are removed, and the element `emptyId` shows when there are
+// none. `refresh` polls every `everyMs` between `start` and `stop`.
+export function cardList({ what, fetchList, keyOf, update, emptyId, everyMs }) {
+  const cards = new Map();
+  let timer = null;
+  async function refresh() {
+    let list;
+    try {
+      list = await fetchList();
+    } catch (e) {
+      say(`Cannot list the ${what}: ${e.message}`, { error: true });
+      return;
+    }
+    const seen = new Set();
+    for (const item of list) {
+      const key = keyOf(item);
+      seen.add(key);
+      cards.set(key, update(item, cards.get(key)));
+    }
+    for (const key of [...cards.keys()]) {
+      if (!seen.has(key)) drop(key);
+    }
+    document.getElementById(emptyId).hidden = list.length > 0;
+  }
+  function drop(key) {
+    const entry = cards.get(key);
+    if (entry) entry.card.remove();
+    cards.delete(key);
+  }
+  return {
+    refresh,
+    drop,
+    start() {
+      refresh();
+      timer = setInterval(refresh, everyMs);
+    },
+    stop() {
+      clearInterval(timer);
+      timer = null;
+    },
+  };
+}

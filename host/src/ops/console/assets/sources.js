@@ -1,47 +1,20 @@
 // Sources: state, frames per second, decoder, detector and a live
 // thumbnail (about once a second) per source; add and remove sources.
-import { api, el, facts, say, number } from './api.js';
+import { api, el, facts, say, number, cardList } from './api.js';
 
-const POLL_MS = 1000;
-let timer = null;
-// id -> { card, fields, thumb, last: { frames, at }, thumbBusy, thumbFailedAt }
-const cards = new Map();
-
-export function start() {
-  refresh();
-  timer = setInterval(refresh, POLL_MS);
-}
-
-export function stop() {
-  clearInterval(timer);
-  timer = null;
-}
-
-async function refresh() {
-  let list;
-  try {
-    list = (await api('/v1/sources')).sources;
-  } catch (e) {
-    say(`Cannot list the sources: ${e.message}`, { error: true });
-    return;
-  }
-  const seen = new Set();
-  for (const source of list) {
-    seen.add(source.id);
-    update(source);
-  }
-  for (const [id, entry] of cards) {
-    if (!seen.has(id)) {
-      entry.card.remove();
-      cards.delete(id);
-    }
-  }
-  document.getElementById('sources-empty').hidden = list.length > 0;
-}
+// entry per source: { card, fields, img, placeholder, last: { frames, at }, thumbBusy, thumbFailedAt }
+const list = cardList({
+  what: 'sources',
+  fetchList: async () => (await api('/v1/sources')).sources,
+  keyOf: (source) => source.id,
+  update: (source, entry) => update(source, entry || card(source.id)),
+  emptyId: 'sources-empty',
+  everyMs: 1000,
+});
+export const { start, stop } = list;
+const refresh = list.refresh;
 
 function card(id) {
-  let entry = cards.get(id);
-  if (entry) return entry;
   const img = el('img', { alt: `Newest frame of source ${id}`, hidden: true });
   const placeholder = el('span', {}, 'no picture yet');
   const fields = {
@@ -61,13 +34,10 @@ function card(id) {
     ]),
     el('div', { class: 'actions' }, remove, result));
   document.getElementById('source-list').append(node);
-  entry = { card: node, fields, img, placeholder, last: null, thumbBusy: false, thumbFailedAt: -Infinity };
-  cards.set(id, entry);
-  return entry;
+  return { card: node, fields, img, placeholder, last: null, thumbBusy: false, thumbFailedAt: -Infinity };
 }
 
-function update(source) {
-  const entry = card(source.id);
+function update(source, entry) {
   const { fields } = entry;
   fields.state.textContent = source.state;
   fields.state.className = `state-${source.state}`;
@@ -86,6 +56,7 @@ function update(source) {
   fields.uri.textContent = source.uri;
   fields.error.textContent = source.last_error || 'none';
   if (source.frames_decoded > 0) thumbnail(source.id, entry);
+  return entry;
 }
 
 // Loads the next thumbnail off-screen and swaps it in when it decoded, so
@@ -114,11 +85,7 @@ async function removeSource(id, button, result) {
   try {
     await api(`/v1/sources/${encodeURIComponent(id)}`, { method: 'DELETE' });
     say(`Source ${id} removed.`);
-    const entry = cards.get(id);
-    if (entry) {
-      entry.card.remove();
-      cards.delete(id);
-    }
+    list.drop(id);
   } catch (e) {
     result.textContent = e.message;
     button.disabled = false;

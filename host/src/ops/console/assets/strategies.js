@@ -1,46 +1,19 @@
 // Strategies: running version, calls, errors by kind, quarantines, reload
 // counts and a reload button (re-reads the strategy's file now).
-import { api, el, facts, say, number } from './api.js';
+import { api, el, facts, say, number, cardList } from './api.js';
 
-const POLL_MS = 2000;
-let timer = null;
-const cards = new Map();
-
-export function start() {
-  refresh();
-  timer = setInterval(refresh, POLL_MS);
-}
-
-export function stop() {
-  clearInterval(timer);
-  timer = null;
-}
-
-async function refresh() {
-  let list;
-  try {
-    list = (await api('/v1/strategies')).strategies;
-  } catch (e) {
-    say(`Cannot list the strategies: ${e.message}`, { error: true });
-    return;
-  }
-  const seen = new Set();
-  for (const strategy of list) {
-    seen.add(strategy.name);
-    update(strategy);
-  }
-  for (const [name, entry] of cards) {
-    if (!seen.has(name)) {
-      entry.card.remove();
-      cards.delete(name);
-    }
-  }
-  document.getElementById('strategies-empty').hidden = list.length > 0;
-}
+const list = cardList({
+  what: 'strategies',
+  fetchList: async () => (await api('/v1/strategies')).strategies,
+  keyOf: (strategy) => strategy.name,
+  update: (strategy, entry) => update(strategy, entry || card(strategy.name)),
+  emptyId: 'strategies-empty',
+  everyMs: 2000,
+});
+export const { start, stop } = list;
+const refresh = list.refresh;
 
 function card(name) {
-  let entry = cards.get(name);
-  if (entry) return entry;
   const fields = {
     version: el('code', { class: 'version' }), state: el('span'), world: el('span'), sources: el('span'),
     calls: el('span'), detections: el('span'), quarantines: el('span', { class: 'quarantines' }),
@@ -63,13 +36,11 @@ function card(name) {
       errors),
     el('div', { class: 'actions' }, button, result));
   document.getElementById('strategy-list').append(node);
-  entry = { card: node, fields, errors };
-  cards.set(name, entry);
-  return entry;
+  return { card: node, fields, errors };
 }
 
-function update(strategy) {
-  const { fields, errors } = card(strategy.name);
+function update(strategy, entry) {
+  const { fields, errors } = entry;
   fields.version.textContent = strategy.version;
   fields.state.textContent = strategy.state;
   fields.state.className = `state-${strategy.state}`;
@@ -83,6 +54,7 @@ function update(strategy) {
   fields.lastError.textContent = strategy.last_reload_error || 'none';
   errors.replaceChildren(...Object.entries(strategy.errors || {}).map(([kind, count]) =>
     el('tr', {}, el('th', { scope: 'row' }, kind), el('td', { class: count > 0 ? 'some' : '' }, number(count)))));
+  return entry;
 }
 
 async function reload(name, button, result) {
