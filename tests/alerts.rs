@@ -14,9 +14,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::alert_path::{dshost, journal_json, start, AlertPath};
 use common::brokers::{free_port, Mosquitto, MqttSubscriber, NatsServer};
 use dshost::alerts::journal::{DeliveryState, EntryFilter, JournalReader};
-use dshost::alerts::{Alert, AlertBox, AlertLevel, AlertStats, Dispatcher, DispatcherSettings, Throttle};
+use dshost::alerts::{Alert, AlertBox, AlertLevel};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 
@@ -38,59 +39,6 @@ fn alert(strategy: &str, frame: u64, pattern: &str, object_id: Option<u64>, conf
         level: AlertLevel::Medium,
         attributes: BTreeMap::new(),
         snapshot: None,
-    }
-}
-
-struct Running {
-    sender: std::sync::mpsc::Sender<Alert>,
-    thread: std::thread::JoinHandle<u64>,
-    stats: Arc<AlertStats>,
-}
-
-/// The alert path as `dshost run` builds it: throttle, journal, sinks.
-fn start(alerts_yaml: &str, journal: &Path) -> Running {
-    // The `alerts:` section as the config loader reads it (the loader's
-    // cross-checks, e.g. that throttled strategies exist, are tested elsewhere).
-    let alerts: serde_yaml::Value = serde_yaml::from_str(alerts_yaml).unwrap();
-    let config: dshost::config::Config = serde_yaml::from_value(serde_yaml::Value::Mapping(
-        [(serde_yaml::Value::from("alerts"), alerts)].into_iter().collect(),
-    ))
-    .unwrap_or_else(|e| panic!("{e}"));
-    let stats = Arc::new(AlertStats::default());
-    let settings = DispatcherSettings {
-        snapshots: None,
-        throttle: Throttle::new(config.alerts.throttle.clone(), config.alerts.strategies.clone()),
-        journal: config.alerts.journal.clone(),
-        journal_path: journal.to_path_buf(),
-        sinks: config.alerts.sinks.clone(),
-        shutdown_grace: Duration::from_secs_f64(config.alerts.shutdown_grace_seconds),
-    };
-    let dispatcher = Dispatcher::start(settings, stats.clone()).unwrap_or_else(|e| panic!("{e}"));
-    let (sender, receiver) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || dispatcher.run(receiver));
-    Running { sender, thread, stats }
-}
-
-impl Running {
-    fn sink_delivered(&self, name: &str) -> u64 {
-        self.stats.sink(name).unwrap().delivered.load(Ordering::Relaxed)
-    }
-
-    fn wait_delivered(&self, name: &str, count: u64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.sink_delivered(name) < count {
-            assert!(
-                Instant::now() < deadline,
-                "sink {name}: {} of {count} delivered after {timeout:?}",
-                self.sink_delivered(name)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn finish(self) -> (u64, Arc<AlertStats>) {
-        drop(self.sender);
-        (self.thread.join().unwrap(), self.stats)
     }
 }
 
@@ -293,7 +241,7 @@ fn webhook_signs_retries_and_records_rejections() {
 
 /// Sends `count` alerts at about one per millisecond, calling `outage` once
 /// `at` of them are out.
-fn burst(running: &Running, count: u64, at: u64, outage: impl FnOnce()) -> BTreeSet<String> {
+fn burst(running: &AlertPath, count: u64, at: u64, outage: impl FnOnce()) -> BTreeSet<String> {
     let mut outage = Some(outage);
     let mut ids = BTreeSet::new();
     for frame in 0..count {
@@ -414,18 +362,6 @@ fn nats_jetstream_killed_mid_burst_loses_nothing_and_stores_no_duplicates() {
     let unique: BTreeSet<String> = stored.iter().cloned().collect();
     assert_eq!(unique, sent, "every alert is in the stream");
     assert_eq!(stored.len(), unique.len(), "Nats-Msg-Id de-duplicated the redeliveries");
-}
-
-fn dshost(data_dir: &Path) -> Command {
-    let mut command = Command::new(common::dshost_bin());
-    command.arg("--data-dir").arg(data_dir).env("RUST_LOG", "warn");
-    command
-}
-
-fn journal_json(data_dir: &Path) -> Vec<Value> {
-    let output = dshost(data_dir).args(["alerts", "list", "--json"]).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 #[test]

@@ -73,6 +73,19 @@ fn alerts(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
+/// The street scene through `yolo_filter` (every person), throttled to one
+/// alert per object every 2 s, with 640-pixel snapshots; `sinks` is the
+/// YAML of `alerts.sinks` entries (each line indented for it), or empty.
+fn scene_config(sinks: &str) -> String {
+    format!(
+        "sources:\n  - {{id: street, uri: 'scene://?seed=5&width=640&height=360&fps=30'}}\n\
+         strategies:\n  - path: {}\n    config: {{classes: [person], min_confidence: 0.0}}\n\
+         alerts:\n  throttle: {{cooldown_seconds: 2}}\n  snapshots: {{max_width: 640}}\n{}",
+        common::strategy("yolo_filter").display(),
+        if sinks.is_empty() { String::new() } else { format!("  sinks:\n{sinks}") }
+    )
+}
+
 #[test]
 fn every_alert_carries_a_snapshot_of_its_own_frame() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -80,16 +93,7 @@ fn every_alert_carries_a_snapshot_of_its_own_frame() {
     let data_dir = dir.path().join("data");
     let alerts_path = dir.path().join("alerts.jsonl");
     let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "sources:\n  - {{id: street, uri: 'scene://?seed=5&width=640&height=360&fps=30'}}\n\
-             strategies:\n  - path: {}\n    config: {{classes: [person], min_confidence: 0.0}}\n\
-             alerts:\n  throttle: {{cooldown_seconds: 2}}\n  snapshots: {{max_width: 640}}\n",
-            common::strategy("yolo_filter").display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, scene_config("")).unwrap();
     let mut dshost = Command::new(common::dshost_bin())
         .arg("--data-dir")
         .arg(&data_dir)
@@ -202,21 +206,14 @@ fn sinks_carry_the_pictures() {
     std::fs::create_dir_all(&nats_dir).unwrap();
     let nats = common::brokers::NatsServer::start(&nats_dir);
     let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "sources:\n  - {{id: street, uri: 'scene://?seed=5&width=640&height=360&fps=30'}}\n\
-             strategies:\n  - path: {}\n    config: {{classes: [person], min_confidence: 0.0}}\n\
-             alerts:\n  throttle: {{cooldown_seconds: 2}}\n  snapshots: {{max_width: 640}}\n  sinks:\n\
-             \x20   - {{type: webhook, name: hook, url: 'http://127.0.0.1:{webhook_port}/alerts', snapshot: multipart}}\n\
-             \x20   - {{type: mqtt, name: mqtt, address: '127.0.0.1:{}', topic: 'cams/{{source}}/{{pattern}}', snapshots: true}}\n\
-             \x20   - {{type: nats, name: nats, url: '{}', subject: 'cams.{{source}}.{{pattern}}', stream: CAMS, create_stream: true, snapshot_bucket: cam-snapshots}}\n",
-            common::strategy("yolo_filter").display(),
-            mosquitto.port,
-            nats.url(),
-        ),
-    )
-    .unwrap();
+    let sinks = format!(
+        "    - {{type: webhook, name: hook, url: 'http://127.0.0.1:{webhook_port}/alerts', snapshot: multipart}}\n\
+         \x20   - {{type: mqtt, name: mqtt, address: '127.0.0.1:{}', topic: 'cams/{{source}}/{{pattern}}', snapshots: true}}\n\
+         \x20   - {{type: nats, name: nats, url: '{}', subject: 'cams.{{source}}.{{pattern}}', stream: CAMS, create_stream: true, snapshot_bucket: cam-snapshots}}\n",
+        mosquitto.port,
+        nats.url(),
+    );
+    std::fs::write(&config, scene_config(&sinks)).unwrap();
     let mut dshost = Command::new(common::dshost_bin())
         .arg("--data-dir")
         .arg(&data_dir)

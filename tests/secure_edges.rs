@@ -15,23 +15,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::alert_path::{delivered, dshost, failures, journal_json, start};
 use common::brokers::{free_port, wait_for_line, Mosquitto, NatsServer, SmtpServer};
 use common::pki::Ca;
 use dshost::alerts::journal::{DeliveryState, EntryFilter, JournalReader};
-use dshost::alerts::{Alert, AlertBox, AlertLevel, AlertStats, Dispatcher, DispatcherSettings, Throttle};
+use dshost::alerts::{Alert, AlertBox, AlertLevel};
 use serde_json::Value;
-
-fn dshost(data_dir: &Path) -> Command {
-    let mut command = Command::new(common::dshost_bin());
-    command.arg("--data-dir").arg(data_dir).env("RUST_LOG", "warn");
-    command
-}
-
-fn journal_json(data_dir: &Path) -> Vec<Value> {
-    let output = dshost(data_dir).args(["alerts", "list", "--json"]).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
 
 /// One `dshost run` of a short synthetic scene whose alerts go to `sink`
 /// (YAML of one sink entry, indented for `alerts.sinks`); returns stderr.
@@ -236,66 +225,6 @@ fn alert(n: u64) -> Alert {
     }
 }
 
-/// The alert path as `dshost run` builds it, for one `alerts:` section.
-struct AlertPath {
-    sender: std::sync::mpsc::Sender<Alert>,
-    thread: std::thread::JoinHandle<u64>,
-    stats: Arc<AlertStats>,
-}
-
-fn alert_path(alerts_yaml: &str, journal: &Path) -> AlertPath {
-    // The sinks' errors in the test output (shown when a test fails).
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
-    let alerts: serde_yaml::Value = serde_yaml::from_str(alerts_yaml).unwrap();
-    let config: dshost::config::Config = serde_yaml::from_value(serde_yaml::Value::Mapping(
-        [(serde_yaml::Value::from("alerts"), alerts)].into_iter().collect(),
-    ))
-    .unwrap_or_else(|e| panic!("{e}"));
-    for sink in &config.alerts.sinks {
-        assert_eq!(sink.validate(), Vec::new(), "the test's own sink config must be valid");
-    }
-    let stats = Arc::new(AlertStats::default());
-    let settings = DispatcherSettings {
-        snapshots: None,
-        throttle: Throttle::new(config.alerts.throttle.clone(), config.alerts.strategies.clone()),
-        journal: config.alerts.journal.clone(),
-        journal_path: journal.to_path_buf(),
-        sinks: config.alerts.sinks.clone(),
-        shutdown_grace: Duration::from_secs_f64(config.alerts.shutdown_grace_seconds),
-    };
-    let dispatcher = Dispatcher::start(settings, stats.clone()).unwrap_or_else(|e| panic!("{e}"));
-    let (sender, receiver) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || dispatcher.run(receiver));
-    AlertPath { sender, thread, stats }
-}
-
-impl AlertPath {
-    fn counter(&self, name: &str, which: fn(&dshost::alerts::SinkStats) -> u64) -> u64 {
-        self.stats.sink(name).map(|s| which(&s)).unwrap_or(0)
-    }
-
-    fn wait(&self, what: &str, mut done: impl FnMut(&AlertPath) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !done(self) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn finish(self) {
-        drop(self.sender);
-        self.thread.join().unwrap();
-    }
-}
-
-fn delivered(s: &dshost::alerts::SinkStats) -> u64 {
-    s.delivered.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-fn failures(s: &dshost::alerts::SinkStats) -> u64 {
-    s.failures.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 fn journal_states(journal: &Path, sink: &str) -> Vec<DeliveryState> {
     JournalReader::open(journal)
         .unwrap()
@@ -379,7 +308,7 @@ authorization {{ users: [ {{user: alice, password: s3cret}}, {{nkey: {nkey}}} ] 
     let journal = d.join("alerts.db");
 
     // Wrong CA: nothing delivered, everything pending.
-    let path = alert_path(&sink("js", &other_ca_file, password), &journal);
+    let path = start(&sink("js", &other_ca_file, password), &journal);
     for n in 0..5 {
         path.sender.send(alert(n)).unwrap();
     }
@@ -389,7 +318,7 @@ authorization {{ users: [ {{user: alice, password: s3cret}}, {{nkey: {nkey}}} ] 
     assert!(journal_states(&journal, "js").iter().all(|s| *s == DeliveryState::Pending));
 
     // Right CA, user and password: the backlog and new alerts arrive.
-    let path = alert_path(&sink("js", &ca_file, password), &journal);
+    let path = start(&sink("js", &ca_file, password), &journal);
     for n in 5..10 {
         path.sender.send(alert(n)).unwrap();
     }
@@ -399,7 +328,7 @@ authorization {{ users: [ {{user: alice, password: s3cret}}, {{nkey: {nkey}}} ] 
 
     // NKey user, same stream (a second sink name: its own delivery state).
     let nkey_auth = format!("      nkey_seed_file: {}\n", seed_file.display());
-    let path = alert_path(&sink("js_nkey", &ca_file, &nkey_auth), &journal);
+    let path = start(&sink("js_nkey", &ca_file, &nkey_auth), &journal);
     for n in 10..13 {
         path.sender.send(alert(n)).unwrap();
     }
@@ -461,8 +390,7 @@ fn email_batches_a_burst_into_one_mail_over_starttls_and_implicit_tls() {
     let journal = d.join("alerts.db");
 
     // A burst of 12 alerts is one mail.
-    let path =
-        alert_path(&sink("mail", starttls.port, "starttls", &ca_file, "DSHOST_TEST_SMTP_PASSWORD", 100), &journal);
+    let path = start(&sink("mail", starttls.port, "starttls", &ca_file, "DSHOST_TEST_SMTP_PASSWORD", 100), &journal);
     for n in 0..12 {
         path.sender.send(alert(n)).unwrap();
     }
@@ -496,7 +424,7 @@ fn email_batches_a_burst_into_one_mail_over_starttls_and_implicit_tls() {
     for (n, ca, password_env) in
         [(100, &other_ca_file, "DSHOST_TEST_SMTP_PASSWORD"), (101, &ca_file, "DSHOST_TEST_SMTP_WRONG")]
     {
-        let path = alert_path(&sink("mail", implicit.port, "implicit", ca, password_env, 5), &journal);
+        let path = start(&sink("mail", implicit.port, "implicit", ca, password_env, 5), &journal);
         path.sender.send(alert(n)).unwrap();
         path.wait("failed attempts", |p| p.counter("mail", failures) >= 2);
         assert_eq!(path.counter("mail", delivered), 0);
@@ -505,7 +433,7 @@ fn email_batches_a_burst_into_one_mail_over_starttls_and_implicit_tls() {
     }
     assert!(journal_states(&journal, "mail").iter().all(|s| *s == DeliveryState::Pending));
     // Fixed: the backlog of two and 11 more, 5 to a mail.
-    let path = alert_path(&sink("mail", implicit.port, "implicit", &ca_file, "DSHOST_TEST_SMTP_PASSWORD", 5), &journal);
+    let path = start(&sink("mail", implicit.port, "implicit", &ca_file, "DSHOST_TEST_SMTP_PASSWORD", 5), &journal);
     for n in 102..113 {
         path.sender.send(alert(n)).unwrap();
     }
@@ -743,14 +671,14 @@ resolver_preload: {{ {account}: {account_jwt}, {system}: {system_jwt} }}
         )
     };
     let journal = d.join("alerts.db");
-    let path = alert_path(&sink(&stranger_creds), &journal);
+    let path = start(&sink(&stranger_creds), &journal);
     path.sender.send(alert(1)).unwrap();
     path.wait("failed attempts", |p| p.counter("nats", failures) >= 2);
     assert_eq!(path.counter("nats", delivered), 0);
     path.finish();
     assert!(journal_states(&journal, "nats").iter().all(|s| *s == DeliveryState::Pending));
 
-    let path = alert_path(&sink(&creds), &journal);
+    let path = start(&sink(&creds), &journal);
     path.sender.send(alert(2)).unwrap();
     path.wait("two deliveries", |p| p.counter("nats", delivered) >= 2);
     path.finish();

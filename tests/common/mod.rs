@@ -3,6 +3,7 @@
 //! with a compile cache shared between tests.
 #![allow(dead_code)]
 
+pub mod alert_path;
 pub mod brokers;
 pub mod media;
 pub mod models;
