@@ -179,13 +179,22 @@ out, duration, reloads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 reload_every, rtsp_every, mqtt_every = (int(v) for v in sys.argv[4:7])
 rows = [tuple(int(v) for v in r.values()) for r in csv.DictReader(open(f"{out}/samples.csv"))]
 warmup = min(600, duration // 6)
-def slope(col):
-    pts = [(t, r[col]) for r in rows for t in [r[0]] if t >= warmup]
-    if len(pts) < 2:
-        return float("nan")
+def fit(pts):
+    """Least-squares slope per hour and its standard error."""
+    if len(pts) < 3:
+        return float("nan"), float("nan")
     n = len(pts); mt = sum(t for t, _ in pts) / n; mv = sum(v for _, v in pts) / n
     den = sum((t - mt) ** 2 for t, _ in pts)
-    return sum((t - mt) * (v - mv) for t, v in pts) / den * 3600 if den else 0.0
+    if not den:
+        return 0.0, 0.0
+    b = sum((t - mt) * (v - mv) for t, v in pts) / den
+    resid = sum((v - mv - b * (t - mt)) ** 2 for t, v in pts)
+    return b * 3600, (resid / (n - 2) / den) ** 0.5 * 3600
+def slope(col):
+    return fit([(r[0], r[col]) for r in rows if r[0] >= warmup])[0]
+# RSS moves by tens of MiB with the snapshot rings and the allocator's trim
+# cadence: the error says whether a slope is distinguishable from zero.
+rss_fit = fit([(r[0], r[1]) for r in rows if r[0] >= warmup])
 def ids(path):
     found = set()
     for line in open(path, errors="replace"):
@@ -212,7 +221,7 @@ report = f"""| measurement | value |
 | samples | {len(rows)} |
 | RSS first / after warm-up / last | {rows[0][1] / 1024:.1f} / {next((r[1] for r in rows if r[0] >= warmup), rows[-1][1]) / 1024:.1f} / {rows[-1][1] / 1024:.1f} MiB |
 | RSS max | {max(r[1] for r in rows) / 1024:.1f} MiB |
-| RSS slope after warm-up | {slope(1):.0f} KiB/h |
+| RSS slope after warm-up (all samples; ±1.96 standard errors) | {rss_fit[0]:.0f} ± {1.96 * rss_fit[1]:.0f} KiB/h |
 | open fds first / max / last, slope | {rows[0][2]} / {max(r[2] for r in rows)} / {rows[-1][2]}, {slope(2):.1f} /h |
 | threads first / max / last, slope | {rows[0][3]} / {max(r[3] for r in rows)} / {rows[-1][3]}, {slope(3):.1f} /h |
 | strategy reloads | {reloads} |
