@@ -7,6 +7,10 @@
 //!
 //! Run: `scripts/build-strategies.sh && cargo bench -p dshost --bench strategy_call`
 //! Prints a Markdown table (recorded in docs/benchmarks.md).
+//!
+//! For profiling (e.g. under `valgrind --tool=callgrind`), narrow the run:
+//! `DSHOST_BENCH_OBJECTS=100 DSHOST_BENCH_ITERATIONS=200`, and
+//! `DSHOST_BENCH_ONLY=0.2.0` measures that column alone (the others print 0).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -93,9 +97,15 @@ fn main() -> anyhow::Result<()> {
 
     println!("| objects | detections | 0.2.0: encode + call + validate | 0.1.0: same | 0.1.0 / 0.2.0 | native filter in host | 0.2.0 / native | wasm, records | wasm, bytes | records / bytes |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for count in [0usize, 10, 100, 1000] {
+    let counts: Vec<usize> = match std::env::var("DSHOST_BENCH_OBJECTS") {
+        Ok(list) => list.split(',').map(|n| n.trim().parse()).collect::<Result<_, _>>()?,
+        Err(_) => vec![0, 10, 100, 1000],
+    };
+    let only_v0_2 = std::env::var("DSHOST_BENCH_ONLY").is_ok_and(|v| v == "0.2.0");
+    let fixed_iterations: Option<u32> = std::env::var("DSHOST_BENCH_ITERATIONS").ok().map(|n| n.parse()).transpose()?;
+    for count in counts {
         let objects = objects(count);
-        let iterations = if count >= 1000 { 2_000 } else { 20_000 };
+        let iterations = fixed_iterations.unwrap_or(if count >= 1000 { 2_000 } else { 20_000 });
         let mut frame = CompactFrame::with_capacity(Arc::from("bench"), count);
         frame.width = 1280;
         frame.height = 720;
@@ -116,6 +126,10 @@ fn main() -> anyhow::Result<()> {
             })
         };
         let wasm = call(&mut instance);
+        if only_v0_2 {
+            println!("| {count} | {detections} | {:.2} µs | 0 | 0 | 0 | 0 | 0 | 0 | 0 |", wasm.as_secs_f64() * 1e6);
+            continue;
+        }
         let wasm_v0_1 = call(&mut instance_v0_1);
 
         let header = FrameHeader { source_id: "bench".into(), frame_number: 0, pts_ns: 0, width: 1280, height: 720 };

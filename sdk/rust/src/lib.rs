@@ -38,12 +38,22 @@
 //! detections packed ([`packed`]); with the crate feature `contract-0-1` it
 //! builds one of 0.1.0 instead (for hosts that know only 0.1.0).
 //! The author-facing API is the same for both.
+//!
+//! With the default feature `talc`, a strategy's Rust allocations use the
+//! [talc](https://crates.io/crates/talc) allocator instead of wasi-libc's
+//! dlmalloc, with a free-list cache in front for blocks of up to 64 bytes: a
+//! strategy allocates a few small strings per detection, and this serves
+//! them in a fraction of dlmalloc's time (see docs/benchmarks.md). A strategy that sets its own `#[global_allocator]`
+//! turns the feature off (`default-features = false, features = ["bindings"]`).
 
 pub mod geometry;
 pub mod layout;
 pub mod packed;
 
 pub use layout::{Object, Objects, RECORD_SIZE, UNTRACKED};
+
+#[cfg(any(test, all(feature = "talc", target_family = "wasm", not(target_feature = "atomics"))))]
+mod alloc;
 
 #[cfg(feature = "bindings")]
 mod guest;

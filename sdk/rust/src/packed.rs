@@ -54,10 +54,9 @@ impl PackedRecord {
         }
     }
 
-    /// Appends this record to `buffer`.
+    /// Writes this record into `out`.
     #[inline]
-    pub fn encode_into(&self, buffer: &mut Vec<u8>) {
-        let mut out = [0u8; PACKED_RECORD_SIZE];
+    pub fn write(&self, out: &mut [u8; PACKED_RECORD_SIZE]) {
         out[0..4].copy_from_slice(&self.left.to_le_bytes());
         out[4..8].copy_from_slice(&self.top.to_le_bytes());
         out[8..12].copy_from_slice(&self.width.to_le_bytes());
@@ -67,6 +66,13 @@ impl PackedRecord {
         out[22] = self.level;
         out[23] = self.flags;
         out[24..32].copy_from_slice(&self.object_id.to_le_bytes());
+    }
+
+    /// Appends this record to `buffer`.
+    #[inline]
+    pub fn encode_into(&self, buffer: &mut Vec<u8>) {
+        let mut out = [0u8; PACKED_RECORD_SIZE];
+        self.write(&mut out);
         buffer.extend_from_slice(&out);
     }
 

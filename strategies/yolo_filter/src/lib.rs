@@ -149,7 +149,8 @@ impl Strategy for YoloFilter {
     }
 
     fn process(&mut self, frame: &FrameHeader, objects: Objects<'_>) -> Result<Vec<Detection>, String> {
-        let mut detections = Vec::new();
+        // Sized for every object at once: one allocation, no regrowth.
+        let mut detections = Vec::with_capacity(objects.len());
         for object in objects.iter() {
             if object.confidence < self.min_confidence
                 || object.width < self.min_width
