@@ -2,7 +2,7 @@
 // thumbnail (about once a second) per source; add and remove sources.
 import { api, el, facts, say, number, cardList } from './api.js';
 
-// entry per source: { card, fields, img, placeholder, last: { frames, at }, thumbBusy, thumbFailedAt }
+// entry per source: { card, fields, img, noPicture, last: { frames, at }, thumbBusy, thumbFailedAt }
 const list = cardList({
   what: 'sources',
   fetchList: async () => (await api('/v1/sources')).sources,
@@ -16,7 +16,7 @@ const refresh = list.refresh;
 
 function card(id) {
   const img = el('img', { alt: `Newest frame of source ${id}`, hidden: true });
-  const placeholder = el('span', {}, 'no picture yet');
+  const noPicture = el('span', {}, 'no picture yet');
   const fields = {
     state: el('span'), fps: el('span'), decoder: el('span'), detector: el('span'),
     frames: el('span'), restarts: el('span'), uri: el('span'), error: el('span'),
@@ -26,7 +26,7 @@ function card(id) {
   remove.addEventListener('click', () => removeSource(id, remove, result));
   const node = el('li', { class: 'card', 'data-source': id },
     el('h2', {}, id),
-    el('div', { class: 'thumb' }, img, placeholder),
+    el('div', { class: 'thumb' }, img, noPicture),
     facts([
       ['State', fields.state], ['FPS', fields.fps], ['Decoder', fields.decoder],
       ['Detector', fields.detector], ['Frames', fields.frames], ['Restarts', fields.restarts],
@@ -34,7 +34,7 @@ function card(id) {
     ]),
     el('div', { class: 'actions' }, remove, result));
   document.getElementById('source-list').append(node);
-  return { card: node, fields, img, placeholder, last: null, thumbBusy: false, thumbFailedAt: -Infinity };
+  return { card: node, fields, img, noPicture, last: null, thumbBusy: false, thumbFailedAt: -Infinity };
 }
 
 function update(source, entry) {
@@ -68,12 +68,12 @@ function thumbnail(id, entry) {
   next.onload = () => {
     entry.img.src = next.src;
     entry.img.hidden = false;
-    entry.placeholder.hidden = true;
+    entry.noPicture.hidden = true;
     entry.thumbBusy = false;
   };
   next.onerror = () => {
     entry.thumbFailedAt = performance.now();
-    entry.placeholder.textContent = 'no thumbnail (alerts.snapshots is off, or no frame yet)';
+    entry.noPicture.textContent = 'no thumbnail (alerts.snapshots is off, or no frame yet)';
     entry.thumbBusy = false;
   };
   next.src = `/v1/sources/${encodeURIComponent(id)}/thumbnail.jpg?at=${Date.now()}`;
