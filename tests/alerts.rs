@@ -262,7 +262,7 @@ fn burst(running: &AlertPath, count: u64, at: u64, outage: impl FnOnce()) -> BTr
 fn mqtt_broker_restarted_mid_burst_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Mosquitto::start(dir.path());
-    let subscriber = MqttSubscriber::start(broker.port, "dshost/#", dir.path().join("received.txt"));
+    let mut subscriber = MqttSubscriber::start(broker.port, "dshost/#", dir.path().join("received.txt"));
     subscriber.wait_subscribed(broker.port, "dshost/probe");
     let running = start(
         &format!(

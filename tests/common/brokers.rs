@@ -19,6 +19,28 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     }
 }
 
+fn ready_lines(log: &Path, ready: &str) -> usize {
+    std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.contains(ready)).count()
+}
+
+/// Waits until the `log` of a server just spawned as `child` has more lines
+/// containing `ready` than the `before` counted ahead of the spawn (logs
+/// append across restarts); the error carries the log if the server exits
+/// first.
+fn wait_started(child: &mut Option<Child>, log: &Path, before: usize, what: &str, ready: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready_lines(log, ready) <= before {
+        let exited = child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        if exited.is_some() || Instant::now() > deadline {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            child.take();
+            return Err(format!("{what} did not start ({exited:?}); its log {}:\n{text}", log.display()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 fn stop(child: &mut Option<Child>, signal: &str) {
     if let Some(mut child) = child.take() {
         let _ = Command::new("kill").args([signal, &child.id().to_string()]).status();
@@ -35,23 +57,43 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
+    /// On a port that turns out to be taken (see `restart`) it tries the
+    /// next free one.
     pub fn start(dir: &Path) -> Mosquitto {
-        let port = free_port();
-        let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
-        // `user`: as root, mosquitto would otherwise switch to the
-        // `mosquitto` user and could not write its database here.
-        let config = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nuser {user}\n",
-            dir.display()
-        );
-        std::fs::write(dir.join("mosquitto.conf"), config).expect("write mosquitto.conf");
-        let mut broker = Mosquitto { port, dir: dir.to_path_buf(), child: None };
-        broker.restart();
-        broker
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
+            // `user`: as root, mosquitto would otherwise switch to the
+            // `mosquitto` user and could not write its database here.
+            let config = format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nuser {user}\n",
+                dir.display()
+            );
+            std::fs::write(dir.join("mosquitto.conf"), config).expect("write mosquitto.conf");
+            let mut broker = Mosquitto { port, dir: dir.to_path_buf(), child: None };
+            match broker.try_restart() {
+                Ok(()) => return broker,
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!("{}", failures.join("\n"));
     }
 
+    /// Starts mosquitto and returns once it has bound its listeners (its log
+    /// says "running"). A free port can be taken by someone else between
+    /// `free_port` and the bind, so a broker that exits instead is a panic
+    /// with its log, never a silent wait on somebody else's listener.
     pub fn restart(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("mosquitto.log")).unwrap();
+        if let Err(e) = self.try_restart() {
+            panic!("{e}");
+        }
+    }
+
+    fn try_restart(&mut self) -> Result<(), String> {
+        let log_path = self.dir.join("mosquitto.log");
+        let before = ready_lines(&log_path, "running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(self.dir.join("mosquitto.conf"))
@@ -60,7 +102,9 @@ impl Mosquitto {
             .spawn()
             .expect("cannot start mosquitto (scripts/setup.sh installs it)");
         self.child = Some(child);
+        wait_started(&mut self.child, &log_path, before, "mosquitto", "running")?;
         wait_for_port(self.port, Duration::from_secs(10));
+        Ok(())
     }
 
     /// SIGTERM: mosquitto saves its sessions and queued messages.
@@ -79,21 +123,31 @@ impl Drop for Mosquitto {
 /// message (topic and payload) on its own line.
 pub struct MqttSubscriber {
     child: Child,
+    port: u16,
+    topic: String,
     pub output: PathBuf,
 }
 
 impl MqttSubscriber {
     pub fn start(port: u16, topic: &str, output: PathBuf) -> MqttSubscriber {
-        let file = std::fs::File::create(&output).unwrap();
-        let child = Command::new("mosquitto_sub")
+        let child = Self::spawn(port, topic, &output);
+        MqttSubscriber { child, port, topic: topic.to_string(), output }
+    }
+
+    /// Output appends, so a respawned client (same id, same persistent
+    /// session) adds to what the first one printed.
+    fn spawn(port: u16, topic: &str, output: &Path) -> Child {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(output).unwrap();
+        let stderr =
+            std::fs::OpenOptions::new().create(true).append(true).open(output.with_extension("stderr")).unwrap();
+        Command::new("mosquitto_sub")
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic, "-q", "1", "-c", "-i"])
-            .arg(format!("dshost-test-sub-{}", std::process::id()))
+            .arg(format!("dshost-test-sub-{}-{port}", std::process::id()))
             .arg("-v")
             .stdout(file)
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
-            .expect("cannot start mosquitto_sub (scripts/setup.sh installs mosquitto-clients)");
-        MqttSubscriber { child, output }
+            .expect("cannot start mosquitto_sub (scripts/setup.sh installs mosquitto-clients)")
     }
 
     pub fn lines(&self) -> Vec<String> {
@@ -103,9 +157,15 @@ impl MqttSubscriber {
     /// Returns once the subscription is live: a probe published on
     /// `probe_topic` (which the subscription must match) has arrived. The
     /// probe line stays in the output; it is no alert.
-    pub fn wait_subscribed(&self, port: u16, probe_topic: &str) {
+    /// mosquitto_sub gives up when its first connection fails (it only
+    /// reconnects once it has been connected), so an exited client is
+    /// started again here.
+    pub fn wait_subscribed(&mut self, port: u16, probe_topic: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                self.child = Self::spawn(self.port, &self.topic, &self.output);
+            }
             let published = Command::new("mosquitto_pub")
                 .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", probe_topic, "-q", "1", "-m", "probe"])
                 .status()
@@ -114,7 +174,13 @@ impl MqttSubscriber {
             if published.success() && self.lines().contains(&wanted) {
                 return;
             }
-            assert!(std::time::Instant::now() < deadline, "mosquitto_sub never received the probe on {probe_topic}");
+            if std::time::Instant::now() >= deadline {
+                let stderr = std::fs::read_to_string(self.output.with_extension("stderr")).unwrap_or_default();
+                panic!(
+                    "mosquitto_sub never received the probe on {probe_topic}; its stderr: {stderr:?}, its output: {:?}",
+                    self.lines()
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -136,14 +202,31 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
+    /// Like `Mosquitto::start`, it tries another port if its first one
+    /// turns out to be taken.
     pub fn start(dir: &Path) -> NatsServer {
-        let mut server = NatsServer { port: free_port(), dir: dir.to_path_buf(), child: None };
-        server.restart();
-        server
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let mut server = NatsServer { port: free_port(), dir: dir.to_path_buf(), child: None };
+            match server.try_restart() {
+                Ok(()) => return server,
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!("{}", failures.join("\n"));
     }
 
     pub fn restart(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("nats.log")).unwrap();
+        if let Err(e) = self.try_restart() {
+            panic!("{e}");
+        }
+    }
+
+    /// Returns once the server says it is ready (it has bound its port).
+    fn try_restart(&mut self) -> Result<(), String> {
+        let log_path = self.dir.join("nats.log");
+        let before = ready_lines(&log_path, "Server is ready");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
         let child = Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(self.dir.join("jetstream"))
@@ -152,7 +235,9 @@ impl NatsServer {
             .spawn()
             .expect("cannot start nats-server (scripts/setup.sh installs it)");
         self.child = Some(child);
+        wait_started(&mut self.child, &log_path, before, "nats-server", "Server is ready")?;
         wait_for_port(self.port, Duration::from_secs(10));
+        Ok(())
     }
 
     /// SIGKILL: no chance to flush anything.
