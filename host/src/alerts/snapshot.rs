@@ -289,22 +289,71 @@ impl Drop for SnapshotPool {
     }
 }
 
-/// The files on disk, oldest first, for the size cap.
+/// The files on disk, oldest first, for the size cap. One entry per file,
+/// up to `max_mib` of them (about 190,000 at the default cap with small
+/// pictures), so a file is named compactly: an alert's picture by its id's
+/// 16 bytes (a 48-byte entry with no allocation of its own; heaptrack
+/// measured about 100 bytes a file with `PathBuf` keys), anything else found
+/// by the scan by its path.
 struct Store {
-    files: BTreeMap<(SystemTime, PathBuf), u64>,
+    dir: PathBuf,
+    files: BTreeMap<(SystemTime, StoredName), u64>,
     bytes: u64,
     max_bytes: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum StoredName {
+    /// `<id[..2]>/<id>.jpg` or `<id>-crop.jpg` for a 32-digit hex id.
+    Alert {
+        id: [u8; 16],
+        crop: bool,
+    },
+    Other(Box<Path>),
+}
+
+impl StoredName {
+    fn of(dir: &Path, path: &Path) -> StoredName {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let (stem, crop) = match name.strip_suffix("-crop.jpg") {
+            Some(stem) => (stem, true),
+            None => (name.strip_suffix(".jpg").unwrap_or_default(), false),
+        };
+        let mut id = [0u8; 16];
+        let parsed = stem.len() == 32
+            && id.iter_mut().enumerate().all(|(i, byte)| {
+                u8::from_str_radix(stem.get(2 * i..2 * i + 2).unwrap_or("zz"), 16).map(|b| *byte = b).is_ok()
+            });
+        let name = StoredName::Alert { id, crop };
+        // Only when the name maps back to exactly this path.
+        if parsed && name.path(dir) == path {
+            name
+        } else {
+            StoredName::Other(path.into())
+        }
+    }
+
+    fn path(&self, dir: &Path) -> PathBuf {
+        match self {
+            StoredName::Alert { id, crop } => {
+                let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+                let suffix = if *crop { "-crop.jpg" } else { ".jpg" };
+                dir.join(&hex[..2]).join(format!("{hex}{suffix}"))
+            }
+            StoredName::Other(path) => path.to_path_buf(),
+        }
+    }
+}
+
 impl Store {
     fn scan(dir: &Path, max_bytes: u64) -> Store {
-        let mut store = Store { files: BTreeMap::new(), bytes: 0, max_bytes };
+        let mut store = Store { dir: dir.to_path_buf(), files: BTreeMap::new(), bytes: 0, max_bytes };
         for folder in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             for file in std::fs::read_dir(folder.path()).into_iter().flatten().flatten() {
                 if let Ok(meta) = file.metadata() {
                     let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
                     store.bytes += meta.len();
-                    store.files.insert((modified, file.path()), meta.len());
+                    store.files.insert((modified, StoredName::of(dir, &file.path())), meta.len());
                 }
             }
         }
@@ -314,13 +363,12 @@ impl Store {
     /// Records a new file; returns how many old files were removed.
     fn add(&mut self, path: PathBuf, size: u64) -> u64 {
         self.bytes += size;
-        self.files.insert((SystemTime::now(), path), size);
+        self.files.insert((SystemTime::now(), StoredName::of(&self.dir, &path)), size);
         let mut evicted = 0;
         while self.bytes > self.max_bytes && self.files.len() > 1 {
-            let Some(((at, oldest), size)) = self.files.pop_first() else { break };
-            let _ = at;
+            let Some(((_, oldest), size)) = self.files.pop_first() else { break };
             // A file the journal's retention removed first is already gone.
-            let _ = std::fs::remove_file(&oldest);
+            let _ = std::fs::remove_file(oldest.path(&self.dir));
             self.bytes = self.bytes.saturating_sub(size);
             evicted += 1;
         }
@@ -698,6 +746,30 @@ mod tests {
         remove(dir.path(), "0123456789abcdef0123456789abcdef");
         assert!(!full.exists() && !crop.exists());
         assert!(paths(dir.path(), "../../etc/passwd").is_none());
+    }
+
+    #[test]
+    fn alert_pictures_are_named_by_their_id_and_map_back_to_their_paths() {
+        let dir = Path::new("/data/snapshots");
+        let (full, crop) = paths(dir, "b187e609db631a8ad0c8a42e382ea77d").unwrap();
+        for path in [&full, &crop] {
+            let name = StoredName::of(dir, path);
+            assert!(matches!(name, StoredName::Alert { .. }), "{path:?} -> {name:?}");
+            assert_eq!(&name.path(dir), path);
+        }
+        assert_ne!(StoredName::of(dir, &full), StoredName::of(dir, &crop));
+        // Short ids, upper-case hex, foreign files and files in the wrong
+        // folder keep their path.
+        for odd in [
+            "/data/snapshots/ab/abcdef01.jpg",
+            "/data/snapshots/B1/B187E609DB631A8AD0C8A42E382EA77D.jpg",
+            "/data/snapshots/b1/notes.txt",
+            "/data/snapshots/zz/b187e609db631a8ad0c8a42e382ea77d.jpg",
+        ] {
+            let name = StoredName::of(dir, Path::new(odd));
+            assert!(matches!(name, StoredName::Other(_)), "{odd} -> {name:?}");
+            assert_eq!(name.path(dir), Path::new(odd));
+        }
     }
 
     #[test]
