@@ -263,7 +263,7 @@ fn mqtt_broker_restarted_mid_burst_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Mosquitto::start(dir.path());
     let mut subscriber = MqttSubscriber::start(broker.port, "dshost/#", dir.path().join("received.txt"));
-    subscriber.wait_subscribed(broker.port, "dshost/probe");
+    subscriber.wait_subscribed("dshost/probe");
     let running = start(
         &format!(
             "  sinks:

@@ -23,22 +23,45 @@ fn ready_lines(log: &Path, ready: &str) -> usize {
     std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.contains(ready)).count()
 }
 
-/// Waits until the `log` of a server just spawned as `child` has more lines
-/// containing `ready` than the `before` counted ahead of the spawn (logs
-/// append across restarts); the error carries the log if the server exits
-/// first.
-fn wait_started(child: &mut Option<Child>, log: &Path, before: usize, what: &str, ready: &str) -> Result<(), String> {
+/// Spawns a server `what` with its stderr appended to `log` and returns it
+/// once the log has one more line containing `ready` than before (logs
+/// append across restarts) and `port` accepts connections. A free port can
+/// be taken by someone else between `free_port` and the bind, so a server
+/// that exits instead is an error carrying its log, never a silent wait on
+/// somebody else's listener.
+fn spawn_server(mut command: Command, log: &Path, what: &str, ready: &str, port: u16) -> Result<Child, String> {
+    let before = ready_lines(log, ready);
+    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what} (scripts/setup.sh installs it): {e}"));
     let deadline = Instant::now() + Duration::from_secs(10);
     while ready_lines(log, ready) <= before {
-        let exited = child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        let exited = child.try_wait().ok().flatten();
         if exited.is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
             let text = std::fs::read_to_string(log).unwrap_or_default();
-            child.take();
             return Err(format!("{what} did not start ({exited:?}); its log {}:\n{text}", log.display()));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(())
+    wait_for_port(port, Duration::from_secs(10));
+    Ok(child)
+}
+
+/// Runs `start` on a fresh free port until it succeeds (three tries).
+fn on_free_port<T>(mut start: impl FnMut(u16) -> Result<T, String>) -> T {
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        match start(free_port()) {
+            Ok(server) => return server,
+            Err(e) => failures.push(e),
+        }
+    }
+    panic!("{}", failures.join("\n"));
 }
 
 fn stop(child: &mut Option<Child>, signal: &str) {
@@ -57,12 +80,10 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
-    /// On a port that turns out to be taken (see `restart`) it tries the
-    /// next free one.
+    /// On a port that turns out to be taken (see `spawn_server`) it tries
+    /// the next free one.
     pub fn start(dir: &Path) -> Mosquitto {
-        let mut failures = Vec::new();
-        for _ in 0..3 {
-            let port = free_port();
+        on_free_port(|port| {
             let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
             // `user`: as root, mosquitto would otherwise switch to the
             // `mosquitto` user and could not write its database here.
@@ -72,18 +93,11 @@ impl Mosquitto {
             );
             std::fs::write(dir.join("mosquitto.conf"), config).expect("write mosquitto.conf");
             let mut broker = Mosquitto { port, dir: dir.to_path_buf(), child: None };
-            match broker.try_restart() {
-                Ok(()) => return broker,
-                Err(e) => failures.push(e),
-            }
-        }
-        panic!("{}", failures.join("\n"));
+            broker.try_restart().map(|()| broker)
+        })
     }
 
-    /// Starts mosquitto and returns once it has bound its listeners (its log
-    /// says "running"). A free port can be taken by someone else between
-    /// `free_port` and the bind, so a broker that exits instead is a panic
-    /// with its log, never a silent wait on somebody else's listener.
+    /// Starts mosquitto again with the same config, port and database.
     pub fn restart(&mut self) {
         if let Err(e) = self.try_restart() {
             panic!("{e}");
@@ -91,19 +105,9 @@ impl Mosquitto {
     }
 
     fn try_restart(&mut self) -> Result<(), String> {
-        let log_path = self.dir.join("mosquitto.log");
-        let before = ready_lines(&log_path, "running");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(self.dir.join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("cannot start mosquitto (scripts/setup.sh installs it)");
-        self.child = Some(child);
-        wait_started(&mut self.child, &log_path, before, "mosquitto", "running")?;
-        wait_for_port(self.port, Duration::from_secs(10));
+        let mut command = Command::new("mosquitto");
+        command.arg("-c").arg(self.dir.join("mosquitto.conf"));
+        self.child = Some(spawn_server(command, &self.dir.join("mosquitto.log"), "mosquitto", "running", self.port)?);
         Ok(())
     }
 
@@ -160,14 +164,14 @@ impl MqttSubscriber {
     /// mosquitto_sub gives up when its first connection fails (it only
     /// reconnects once it has been connected), so an exited client is
     /// started again here.
-    pub fn wait_subscribed(&mut self, port: u16, probe_topic: &str) {
+    pub fn wait_subscribed(&mut self, probe_topic: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(_)) = self.child.try_wait() {
                 self.child = Self::spawn(self.port, &self.topic, &self.output);
             }
             let published = Command::new("mosquitto_pub")
-                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", probe_topic, "-q", "1", "-m", "probe"])
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-t", probe_topic, "-q", "1", "-m", "probe"])
                 .status()
                 .expect("cannot run mosquitto_pub (scripts/setup.sh installs mosquitto-clients)");
             let wanted = format!("{probe_topic} probe");
@@ -205,15 +209,10 @@ impl NatsServer {
     /// Like `Mosquitto::start`, it tries another port if its first one
     /// turns out to be taken.
     pub fn start(dir: &Path) -> NatsServer {
-        let mut failures = Vec::new();
-        for _ in 0..3 {
-            let mut server = NatsServer { port: free_port(), dir: dir.to_path_buf(), child: None };
-            match server.try_restart() {
-                Ok(()) => return server,
-                Err(e) => failures.push(e),
-            }
-        }
-        panic!("{}", failures.join("\n"));
+        on_free_port(|port| {
+            let mut server = NatsServer { port, dir: dir.to_path_buf(), child: None };
+            server.try_restart().map(|()| server)
+        })
     }
 
     pub fn restart(&mut self) {
@@ -222,21 +221,11 @@ impl NatsServer {
         }
     }
 
-    /// Returns once the server says it is ready (it has bound its port).
     fn try_restart(&mut self) -> Result<(), String> {
-        let log_path = self.dir.join("nats.log");
-        let before = ready_lines(&log_path, "Server is ready");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(self.dir.join("jetstream"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("cannot start nats-server (scripts/setup.sh installs it)");
-        self.child = Some(child);
-        wait_started(&mut self.child, &log_path, before, "nats-server", "Server is ready")?;
-        wait_for_port(self.port, Duration::from_secs(10));
+        let mut command = Command::new("nats-server");
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"]).arg(self.dir.join("jetstream"));
+        self.child =
+            Some(spawn_server(command, &self.dir.join("nats.log"), "nats-server", "Server is ready", self.port)?);
         Ok(())
     }
 
@@ -293,26 +282,11 @@ impl NatsServer {
     /// `port` must be the one the config listens on.
     pub fn start_config(dir: &Path, config: &str, port: u16) -> NatsServer {
         std::fs::write(dir.join("nats.conf"), config).expect("write nats.conf");
-        let mut server = NatsServer { port, dir: dir.to_path_buf(), child: None };
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("nats.log")).unwrap();
-        let child = Command::new("nats-server")
-            .arg("-c")
-            .arg(dir.join("nats.conf"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("cannot start nats-server (scripts/setup.sh installs it)");
-        server.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            let exited = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || Instant::now() > deadline {
-                let log = std::fs::read_to_string(dir.join("nats.log")).unwrap_or_default();
-                panic!("nats-server did not start ({exited:?}):\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
+        let mut command = Command::new("nats-server");
+        command.arg("-c").arg(dir.join("nats.conf"));
+        let child = spawn_server(command, &dir.join("nats.log"), "nats-server", "Server is ready", port)
+            .unwrap_or_else(|e| panic!("{e}"));
+        NatsServer { port, dir: dir.to_path_buf(), child: Some(child) }
     }
 }
 
