@@ -129,15 +129,29 @@ sleep 1
 RUST_LOG=info "$dshost" --data-dir "$out/data" run --config "$out/soak.yaml" >"$out/dshost.log" 2>&1 &
 dshost_pid=$!
 echo "soak: dshost pid $dshost_pid for $duration s (mqtt :$mqtt_port, rtsp :$rtsp_port); output in $out"
-echo "t_s,rss_kib,fds,threads" >"$out/samples.csv"
+# RSS split into anonymous memory (heap, stacks, mmaps) and mapped files
+# (libraries, the journal if SQLite maps it): a slope in one of them says
+# where to look.
+echo "t_s,rss_kib,fds,threads,rss_anon_kib,rss_file_kib" >"$out/samples.csv"
 sample() {
-  local rss threads fds
+  local rss threads fds anon file
   rss="$(awk '/^VmRSS:/ { print $2 }' "/proc/$dshost_pid/status")"
   threads="$(awk '/^Threads:/ { print $2 }' "/proc/$dshost_pid/status")"
+  anon="$(awk '/^RssAnon:/ { print $2 }' "/proc/$dshost_pid/status")"
+  file="$(awk '/^RssFile:/ { print $2 }' "/proc/$dshost_pid/status")"
   fds="$(find "/proc/$dshost_pid/fd" -mindepth 1 -maxdepth 1 | wc -l)"
-  echo "$1,$rss,$fds,$threads" >>"$out/samples.csv"
+  echo "$1,$rss,$fds,$threads,$anon,$file" >>"$out/samples.csv"
+}
+# Resident memory per mapping (file name, [heap], [stack], or anon for the
+# allocator's other arenas and thread stacks), at warm-up and at the end.
+mappings() {
+  awk '/^[0-9a-f]+-[0-9a-f]+ / { name = (NF >= 6) ? $6 : "anon" } /^Rss:/ { rss[name] += $2 }
+       END { for (n in rss) if (rss[n] >= 1024) printf "%8d KiB %s\n", rss[n], n }' "/proc/$dshost_pid/smaps" \
+    | sort -rn >"$out/mappings-$1.txt"
 }
 events="$out/events.log"
+# The report's warm-up (its slopes start here): 10 minutes, or a sixth of a short run.
+warmup_s=$((duration / 6 < 600 ? duration / 6 : 600))
 reloads=0
 start=$(date +%s)
 for ((t = 1; t <= duration; t++)); do
@@ -146,6 +160,7 @@ for ((t = 1; t <= duration; t++)); do
   [ $((start + t)) -gt "$now" ] && sleep $((start + t - now))
   kill -0 "$dshost_pid" 2>/dev/null || { echo "soak: dshost exited early" >&2; tail -n 30 "$out/dshost.log" >&2; exit 1; }
   if ((t % sample_every == 0)); then sample "$t"; fi
+  if ((t == warmup_s)); then mappings "$t"; fi
   if ((t % reload_every == 0)); then
     next="${reload_builds[$((reloads % 2))]}"
     cp "$next" "$out/strategies/.yolo_filter.wasm.tmp" && mv "$out/strategies/.yolo_filter.wasm.tmp" "$out/strategies/yolo_filter.wasm"
@@ -167,6 +182,7 @@ for ((t = 1; t <= duration; t++)); do
   fi
 done
 sample "$duration"
+mappings "$duration"
 kill -INT "$dshost_pid"
 wait "$dshost_pid" || echo "soak: dshost exited with $?" >&2
 sleep 3 # the subscriber's last messages
@@ -222,6 +238,7 @@ report = f"""| measurement | value |
 | RSS first / after warm-up / last | {rows[0][1] / 1024:.1f} / {next((r[1] for r in rows if r[0] >= warmup), rows[-1][1]) / 1024:.1f} / {rows[-1][1] / 1024:.1f} MiB |
 | RSS max | {max(r[1] for r in rows) / 1024:.1f} MiB |
 | RSS slope after warm-up (all samples; ±1.96 standard errors) | {rss_fit[0]:.0f} ± {1.96 * rss_fit[1]:.0f} KiB/h |
+| of it anonymous (RssAnon) / mapped files (RssFile) | {slope(4):.0f} / {slope(5):.0f} KiB/h |
 | open fds first / max / last, slope | {rows[0][2]} / {max(r[2] for r in rows)} / {rows[-1][2]}, {slope(2):.1f} /h |
 | threads first / max / last, slope | {rows[0][3]} / {max(r[3] for r in rows)} / {rows[-1][3]}, {slope(3):.1f} /h |
 | strategy reloads | {reloads} |

@@ -233,7 +233,7 @@ fn webhook_signs_retries_and_records_rejections() {
     let entries = JournalReader::open(&dir.path().join("alerts.db")).unwrap().entries(&EntryFilter::default()).unwrap();
     let states: Vec<DeliveryState> = entries.iter().map(|e| e.delivery["webhook"].state).collect();
     assert_eq!(states.iter().filter(|s| **s == DeliveryState::Delivered).count(), 19);
-    let rejected = entries.iter().find(|e| e.alert.pattern == "poison").unwrap();
+    let rejected = entries.iter().find(|e| &*e.alert.pattern == "poison").unwrap();
     assert_eq!(rejected.delivery["webhook"].state, DeliveryState::Rejected);
     assert!(rejected.delivery["webhook"].error.as_deref().unwrap().contains("HTTP 400"));
     assert_eq!(entries[0].delivery["webhook"].attempts, 4, "three refusals, then accepted");

@@ -432,7 +432,7 @@ fn strategy_receives_exactly_the_objects_written_by_the_real_library() {
                     .iter()
                     .find(|a| a.frame == n && a.bbox.left == object.left && a.bbox.width == object.width)
                     .unwrap_or_else(|| panic!("no alert for source {s} frame {n} object {object:?}"));
-                assert_eq!(alert.pattern, label);
+                assert_eq!(&*alert.pattern, label);
                 assert_eq!(alert.confidence, object.confidence);
                 assert_eq!((alert.bbox.top, alert.bbox.height), (object.top, object.height));
                 assert_eq!(alert.object_id, (object.object_id != UNTRACKED).then_some(object.object_id));

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use dshost::frame::jsonl::read_frames;
 use dshost::frame::{CompactFrame, LabelTable, Object, UNTRACKED};
-use dshost::strategy::bindings::Detection;
+use dshost::strategy::GuestDetection;
 use dshost::strategy::{Contract, InstanceSettings, SandboxLimits, StrategyComponent, StrategyInstance, World};
 
 const RUST: &str = "yolo_filter";
@@ -81,10 +81,10 @@ struct Exact {
     attributes: Vec<(String, String)>,
 }
 
-impl From<&Detection> for Exact {
-    fn from(d: &Detection) -> Self {
+impl From<&GuestDetection> for Exact {
+    fn from(d: &GuestDetection) -> Self {
         Exact {
-            pattern: d.pattern.clone(),
+            pattern: d.pattern.to_string(),
             confidence: d.confidence.to_bits(),
             bbox: [d.bbox.left, d.bbox.top, d.bbox.width, d.bbox.height].map(f32::to_bits),
             object_id: d.object_id,

@@ -110,7 +110,7 @@ fn yolo_filter_exact_detections() {
     let untracked_car = Object { class_id: 2, object_id: UNTRACKED, ..person(0) };
     let found = detections(filter.process(&frame(1, &[person(1), car, weak_car, untracked_car])));
     assert_eq!(found.len(), 2);
-    assert_eq!(found[0].pattern, "car");
+    assert_eq!(&*found[0].pattern, "car");
     assert_eq!(found[0].object_id, Some(5));
     assert_eq!(found[0].confidence, 0.7);
     assert_eq!((found[0].left, found[0].top, found[0].width, found[0].height), (100.0, 100.0, 50.0, 120.0));
@@ -156,9 +156,9 @@ fn zone_intrusion_reports_enter_and_leave() {
     let at = |x: f32| Object { left: x, ..person(3) };
     assert!(detections(zone.process(&frame(0, &[at(100.0)]))).is_empty());
     let entered = detections(zone.process(&frame(1, &[at(900.0)])));
-    assert_eq!(entered[0].pattern, "zone_enter");
+    assert_eq!(&*entered[0].pattern, "zone_enter");
     let left = detections(zone.process(&frame(2, &[at(100.0)])));
-    assert_eq!(left[0].pattern, "zone_leave");
+    assert_eq!(&*left[0].pattern, "zone_leave");
     assert!(left[0].attributes.contains(&("zone".to_string(), "right".to_string())));
 }
 
@@ -229,7 +229,7 @@ fn bad_numbers_are_dropped_and_the_valid_detection_kept() {
     let mut hostile = start("hostile", "cam-1", r#"{"mode": "bad_numbers"}"#);
     let kept = detections(hostile.process(&frame(0, &[])));
     assert_eq!(kept.len(), 1);
-    assert_eq!(kept[0].pattern, "valid");
+    assert_eq!(&*kept[0].pattern, "valid");
     assert_eq!(hostile.metrics().invalid_detections.load(Ordering::Relaxed), 5);
 }
 
@@ -238,7 +238,7 @@ fn huge_strings_are_dropped() {
     let mut control = Control::new();
     let mut hostile = start("hostile", "cam-1", r#"{"mode": "huge_strings"}"#);
     let kept = detections(hostile.process(&frame(0, &[])));
-    assert_eq!(kept.iter().map(|d| d.pattern.as_str()).collect::<Vec<_>>(), vec!["valid"]);
+    assert_eq!(kept.iter().map(|d| &*d.pattern).collect::<Vec<_>>(), vec!["valid"]);
     assert_eq!(hostile.metrics().invalid_detections.load(Ordering::Relaxed), 2);
     control.check(0);
 }

@@ -5,6 +5,7 @@
 
 use dshost::strategy::bindings::{Attribute, PackedDetections};
 use dshost::strategy::packed::{pack, unpack};
+use dshost::strategy::returned::Patterns;
 use dshost::strategy::validate::{
     validate, MAX_ATTRIBUTES, MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES, MAX_PATTERN_BYTES,
 };
@@ -36,13 +37,14 @@ fn packed(data: &[u8]) -> Option<(u32, u32, PackedDetections)> {
 
 fuzz_target!(|data: &[u8]| {
     let Some((width, height, packed)) = packed(data) else { return };
-    let Ok(detections) = unpack(packed) else { return };
+    let mut patterns = Patterns::default();
+    let Ok(detections) = unpack(packed, &mut patterns) else { return };
     // The 0.1.0 path sees the same detections as records: packing them
     // again and unpacking gives them back unchanged.
     // Compared packed (bytes), not as detections: NaN != NaN (the first
     // finding of this target, now a unit test in strategy/packed.rs).
     let packed = pack(&detections);
-    let again = unpack(packed.clone()).expect("what pack writes unpacks");
+    let again = unpack(packed.clone(), &mut patterns).expect("what pack writes unpacks");
     assert_eq!(pack(&again), packed);
     for detection in detections {
         let Ok(valid) = validate(detection, width, height) else { continue };

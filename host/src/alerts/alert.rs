@@ -9,6 +9,7 @@
 //! (`{"path","sha256","width","height","crop"}`) when a picture was taken.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -54,7 +55,8 @@ pub struct Alert {
     pub pts_ns: u64,
     pub strategy: String,
     pub strategy_version: String,
-    pub pattern: String,
+    /// Shared with the strategy's answer and the throttle's keys.
+    pub pattern: Arc<str>,
     pub confidence: f32,
     pub bbox: AlertBox,
     pub object_id: Option<u64>,
@@ -71,7 +73,7 @@ pub struct Alert {
 /// strategy runtime before it gets here).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
-    pub pattern: String,
+    pub pattern: Arc<str>,
     pub confidence: f32,
     pub bbox: AlertBox,
     pub object_id: Option<u64>,

@@ -201,7 +201,7 @@ pub struct SnapshotJob {
     pub alert_id: String,
     pub frame: Arc<RingFrame>,
     pub bbox: AlertBox,
-    pub label: String,
+    pub label: Arc<str>,
     pub confidence: f32,
 }
 

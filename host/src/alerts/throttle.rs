@@ -11,6 +11,7 @@
 //! token bucket runs on wall time, because it protects the outputs.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Deserialize;
@@ -76,9 +77,9 @@ impl Suppression {
     }
 }
 
-type CooldownKey = (String, String, String, Option<u64>);
+type CooldownKey = (String, String, Arc<str>, Option<u64>);
 type StreamKey = (String, String);
-type BurstKey = (String, String, String);
+type BurstKey = (String, String, Arc<str>);
 
 struct Burst {
     started_ns: u64,
@@ -157,7 +158,7 @@ impl Throttle {
             self.suppress(Suppression::Confidence);
             return out;
         }
-        if let Some(level) = config.levels.get(&alert.pattern) {
+        if let Some(level) = config.levels.get(&*alert.pattern) {
             alert.level = *level;
         }
         let key: CooldownKey = (alert.source.clone(), alert.strategy.clone(), alert.pattern.clone(), alert.object_id);

@@ -49,7 +49,7 @@ impl AlertFilter {
     pub fn matches(&self, alert: &Alert) -> bool {
         self.source.as_ref().is_none_or(|s| *s == alert.source)
             && self.strategy.as_ref().is_none_or(|s| *s == alert.strategy)
-            && self.pattern.as_ref().is_none_or(|p| *p == alert.pattern)
+            && self.pattern.as_ref().is_none_or(|p| **p == *alert.pattern)
     }
 }
 

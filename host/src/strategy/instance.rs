@@ -11,6 +11,7 @@ use super::component::{HandlerIndices, StateIndices, StrategyComponent};
 use super::engine::StrategyEngine;
 use super::metrics::ErrorKind;
 use super::packed;
+use super::returned::{GuestDetection, Patterns};
 use super::sandbox::{self, classify, deadline_ticks, GuestState, SandboxLimits};
 use crate::frame::{CompactFrame, LabelTable};
 
@@ -62,6 +63,8 @@ pub struct StrategyInstance {
     max_detections: usize,
     /// Frame header reused for every call (the source id never changes).
     header: FrameHeader,
+    /// The patterns this instance returned lately, shared by its detections.
+    patterns: Patterns,
 }
 
 impl StrategyInstance {
@@ -123,6 +126,7 @@ impl StrategyInstance {
             setup_ticks,
             max_detections: limits.max_detections,
             header,
+            patterns: Patterns::default(),
         })
     }
 
@@ -133,7 +137,7 @@ impl StrategyInstance {
     /// Calls `process`. The detections are not validated yet (see
     /// `validate`), but there are at most `limits.max_detections` of them
     /// and a 0.2.0 result is unpacked.
-    pub fn process(&mut self, frame: &CompactFrame) -> Result<Vec<Detection>, CallError> {
+    pub fn process(&mut self, frame: &CompactFrame) -> Result<Vec<GuestDetection>, CallError> {
         self.store.set_epoch_deadline(self.call_ticks);
         self.store.data_mut().reset_memory_denied();
         // The header is kept and updated in place: no allocation per call.
@@ -153,12 +157,13 @@ impl StrategyInstance {
         match returned {
             Ok(Ok(Returned::Records(detections))) => {
                 self.check_count(detections.len())?;
-                Ok(detections)
+                let patterns = &mut self.patterns;
+                Ok(detections.into_iter().map(|d| GuestDetection::from_record(d, patterns)).collect())
             }
             Ok(Ok(Returned::Packed(detections))) => {
                 // Counted before unpacking, so an oversized answer costs no allocation.
                 self.check_count(packed::count(&detections))?;
-                packed::unpack(detections).map_err(|e| {
+                packed::unpack(detections, &mut self.patterns).map_err(|e| {
                     CallError::new(ErrorKind::InvalidOutput, format!("returned malformed packed detections: {e}"))
                 })
             }

@@ -1,12 +1,13 @@
 //! The packed detections of contract 0.2.0 (`packed-detections` in `wit/`):
-//! fixed 32-byte records, a pattern table and an attribute list, turned back
-//! into the detections 0.1.0 returns so that both versions go through the
-//! same validation. This module only checks the packing itself; the values
+//! fixed 32-byte records, a pattern table and an attribute list, turned into
+//! the same [`GuestDetection`]s a 0.1.0 result becomes, so that both versions
+//! go through the same validation; each table entry is one shared string. This module only checks the packing itself; the values
 //! are checked by `validate`.
 
 use dshost_sdk::packed::{PackedRecord, FLAG_OBJECT_ID, PACKED_RECORD_SIZE as RECORD_SIZE};
 
-use super::bindings::{Attribute, Bbox, Detection, Level, PackedDetections};
+use super::bindings::{Attribute, Bbox, Level, PackedDetections};
+use super::returned::{GuestDetection, Patterns};
 
 /// Why a packed result is malformed (the whole call's output is refused).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,12 +29,15 @@ pub fn count(packed: &PackedDetections) -> usize {
     packed.records.len() / RECORD_SIZE
 }
 
-/// Unpacks a guest's `process` result into one [`Detection`] per record.
-pub fn unpack(packed: PackedDetections) -> Result<Vec<Detection>, UnpackError> {
+/// Unpacks a guest's `process` result into one [`GuestDetection`] per
+/// record; `shared` turns the pattern table into shared strings.
+pub fn unpack(packed: PackedDetections, shared: &mut Patterns) -> Result<Vec<GuestDetection>, UnpackError> {
     let PackedDetections { records, patterns, attributes } = packed;
     if !records.len().is_multiple_of(RECORD_SIZE) {
         return Err(UnpackError::Length(records.len()));
     }
+    // Once per table entry, not per detection.
+    let patterns: Vec<_> = patterns.iter().map(|pattern| shared.share(pattern)).collect();
     let mut detections = Vec::with_capacity(records.len() / RECORD_SIZE);
     for (record, bytes) in records.chunks_exact(RECORD_SIZE).enumerate() {
         let Ok(bytes) = <&[u8; RECORD_SIZE]>::try_from(bytes) else {
@@ -55,7 +59,7 @@ pub fn unpack(packed: PackedDetections) -> Result<Vec<Detection>, UnpackError> {
         if r.flags & !FLAG_OBJECT_ID != 0 {
             return Err(UnpackError::Flags { record, flags: r.flags });
         }
-        detections.push(Detection {
+        detections.push(GuestDetection {
             pattern: pattern.clone(),
             confidence: r.confidence,
             bbox: Bbox { left: r.left, top: r.top, width: r.width, height: r.height },
@@ -77,15 +81,15 @@ pub fn unpack(packed: PackedDetections) -> Result<Vec<Detection>, UnpackError> {
 
 /// Packs detections the way the SDKs do (each distinct pattern once), for
 /// tests, fuzzing and benchmarks of the host side.
-pub fn pack(detections: &[Detection]) -> PackedDetections {
+pub fn pack(detections: &[GuestDetection]) -> PackedDetections {
     let mut records = Vec::with_capacity(detections.len() * RECORD_SIZE);
     let mut patterns: Vec<String> = Vec::new();
     let mut attributes = Vec::new();
     for (at, detection) in detections.iter().enumerate() {
-        let index = match patterns.iter().position(|p| *p == detection.pattern) {
+        let index = match patterns.iter().position(|p| **p == *detection.pattern) {
             Some(index) => index,
             None => {
-                patterns.push(detection.pattern.clone());
+                patterns.push(detection.pattern.to_string());
                 patterns.len() - 1
             }
         };
@@ -113,8 +117,8 @@ pub fn pack(detections: &[Detection]) -> PackedDetections {
 mod tests {
     use super::*;
 
-    fn detection(pattern: &str, object_id: Option<u64>, level: Level, attributes: &[(&str, &str)]) -> Detection {
-        Detection {
+    fn detection(pattern: &str, object_id: Option<u64>, level: Level, attributes: &[(&str, &str)]) -> GuestDetection {
+        GuestDetection {
             pattern: pattern.into(),
             confidence: 0.75,
             bbox: Bbox { left: 1.5, top: 2.0, width: 30.0, height: 40.25 },
@@ -149,7 +153,7 @@ mod tests {
                 Attribute { detection: 1, key: "n".into(), value: "2".into() },
             ],
         };
-        let unpacked = unpack(packed).unwrap();
+        let unpacked = unpack(packed, &mut Patterns::default()).unwrap();
         assert_eq!(
             unpacked,
             vec![
@@ -171,7 +175,10 @@ mod tests {
         assert_eq!(packed.patterns, vec!["person".to_string(), "car".to_string()]);
         assert_eq!(packed.records.len(), 3 * RECORD_SIZE);
         assert_eq!(count(&packed), 3);
-        assert_eq!(unpack(packed).unwrap(), detections);
+        let unpacked = unpack(packed, &mut Patterns::default()).unwrap();
+        assert_eq!(unpacked, detections);
+        // One string for both "person" detections.
+        assert!(std::sync::Arc::ptr_eq(&unpacked[0].pattern, &unpacked[2].pattern));
     }
 
     /// Found by the `guest_output` fuzz target: a NaN confidence (which
@@ -181,7 +188,7 @@ mod tests {
         let mut records = record(0, 1, 1, 7);
         records[16..20].copy_from_slice(&[0xff; 4]);
         let packed = PackedDetections { records, patterns: vec!["a".into()], attributes: vec![] };
-        let detections = unpack(packed.clone()).unwrap();
+        let detections = unpack(packed.clone(), &mut Patterns::default()).unwrap();
         assert!(detections[0].confidence.is_nan());
         assert_eq!(pack(&detections), packed);
     }
@@ -193,6 +200,7 @@ mod tests {
             patterns: vec!["p".into()],
             attributes,
         };
+        let unpack = |packed| unpack(packed, &mut Patterns::default());
         assert_eq!(unpack(packed(vec![0; 33], vec![])), Err(UnpackError::Length(33)));
         assert_eq!(
             unpack(packed(record(1, 0, 0, 0), vec![])),

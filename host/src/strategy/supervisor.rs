@@ -160,7 +160,7 @@ impl SupervisedInstance {
 
     fn validate_all(
         &mut self,
-        detections: Vec<super::bindings::Detection>,
+        detections: Vec<super::returned::GuestDetection>,
         frame: &CompactFrame,
     ) -> Vec<ValidDetection> {
         let mut valid = Vec::with_capacity(detections.len());

@@ -1,7 +1,10 @@
 //! Distrust every value a guest returns: detections are checked and clamped
 //! before anything downstream sees them.
 
-use super::bindings::{Detection, Level};
+use std::sync::Arc;
+
+use super::bindings::Level;
+use super::returned::GuestDetection;
 
 pub const MAX_PATTERN_BYTES: usize = 128;
 pub const MAX_ATTRIBUTES: usize = 32;
@@ -12,7 +15,7 @@ pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024;
 /// inside the frame, bounded strings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidDetection {
-    pub pattern: String,
+    pub pattern: Arc<str>,
     pub confidence: f32,
     pub left: f32,
     pub top: f32,
@@ -43,7 +46,7 @@ pub enum Rejection {
 }
 
 /// Checks one detection against a frame of `width` x `height` pixels.
-pub fn validate(detection: Detection, width: u32, height: u32) -> Result<ValidDetection, Rejection> {
+pub fn validate(detection: GuestDetection, width: u32, height: u32) -> Result<ValidDetection, Rejection> {
     let b = &detection.bbox;
     let numbers = [detection.confidence, b.left, b.top, b.width, b.height];
     if numbers.iter().any(|v| !v.is_finite()) {
@@ -102,8 +105,8 @@ mod tests {
     use super::*;
     use crate::strategy::bindings::Bbox;
 
-    fn detection(left: f32, top: f32, width: f32, height: f32, confidence: f32) -> Detection {
-        Detection {
+    fn detection(left: f32, top: f32, width: f32, height: f32, confidence: f32) -> GuestDetection {
+        GuestDetection {
             pattern: "p".into(),
             confidence,
             bbox: Bbox { left, top, width, height },
@@ -130,7 +133,7 @@ mod tests {
         assert!(matches!(validate(detection(0.0, 0.0, -1.0, 1.0, 0.5), 10, 10), Err(Rejection::NegativeSize { .. })));
         assert!(matches!(validate(detection(-50.0, 0.0, 10.0, 1.0, 0.5), 10, 10), Err(Rejection::OutsideFrame { .. })));
         let mut long = detection(0.0, 0.0, 1.0, 1.0, 0.5);
-        long.pattern = "x".repeat(MAX_PATTERN_BYTES + 1);
+        long.pattern = "x".repeat(MAX_PATTERN_BYTES + 1).into();
         assert_eq!(validate(long, 10, 10), Err(Rejection::Pattern(MAX_PATTERN_BYTES + 1)));
         let mut attrs = detection(0.0, 0.0, 1.0, 1.0, 0.5);
         attrs.attributes = vec![("k".into(), "v".repeat(MAX_ATTRIBUTE_VALUE_BYTES + 1))];

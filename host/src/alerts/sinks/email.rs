@@ -337,7 +337,7 @@ fn fill(template: &str, alert: &Alert, count: usize) -> String {
             "ts" => alert.ts.clone(),
             "source" => alert.source.clone(),
             "strategy" => alert.strategy.clone(),
-            "pattern" => alert.pattern.clone(),
+            "pattern" => alert.pattern.to_string(),
             "level" => alert.level.as_str().to_string(),
             "confidence" => format!("{:.2}", alert.confidence),
             "frame" => alert.frame.to_string(),
