@@ -142,12 +142,25 @@ sample() {
   fds="$(find "/proc/$dshost_pid/fd" -mindepth 1 -maxdepth 1 | wc -l)"
   echo "$1,$rss,$fds,$threads,$anon,$file" >>"$out/samples.csv"
 }
-# Resident memory per mapping (file name, [heap], [stack], or anon for the
-# allocator's other arenas and thread stacks), at warm-up and at the end.
+# Resident memory per mapping, every 5 minutes: file mappings by name, [heap],
+# and anonymous ones by their virtual size, which tells glibc's 64 MiB arena
+# heaps, thread stacks, wasm linear memories (multi-GiB reservations) and
+# large mmap'ed blocks apart.
 mappings() {
-  awk '/^[0-9a-f]+-[0-9a-f]+ / { name = (NF >= 6) ? $6 : "anon" } /^Rss:/ { rss[name] += $2 }
-       END { for (n in rss) if (rss[n] >= 1024) printf "%8d KiB %s\n", rss[n], n }' "/proc/$dshost_pid/smaps" \
-    | sort -rn >"$out/mappings-$1.txt"
+  python3 - "/proc/$dshost_pid/smaps" >"$out/mappings-$1.txt" <<'PY'
+import collections, sys
+rss, name = collections.Counter(), None
+for line in open(sys.argv[1]):
+    fields = line.split()
+    if "-" in fields[0] and len(fields) >= 5 and ":" not in fields[0]:
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        name = fields[5] if len(fields) >= 6 else f"anon, {(end - start) >> 20} MiB virtual"
+    elif fields[0] == "Rss:":
+        rss[name] += int(fields[1])
+for n, kib in rss.most_common():
+    if kib >= 1024:
+        print(f"{kib:8d} KiB {n}")
+PY
 }
 events="$out/events.log"
 # The report's warm-up (its slopes start here): 10 minutes, or a sixth of a short run.
@@ -160,7 +173,7 @@ for ((t = 1; t <= duration; t++)); do
   [ $((start + t)) -gt "$now" ] && sleep $((start + t - now))
   kill -0 "$dshost_pid" 2>/dev/null || { echo "soak: dshost exited early" >&2; tail -n 30 "$out/dshost.log" >&2; exit 1; }
   if ((t % sample_every == 0)); then sample "$t"; fi
-  if ((t == warmup_s)); then mappings "$t"; fi
+  if ((t == warmup_s || t % 300 == 0)); then mappings "$t"; fi
   if ((t % reload_every == 0)); then
     next="${reload_builds[$((reloads % 2))]}"
     cp "$next" "$out/strategies/.yolo_filter.wasm.tmp" && mv "$out/strategies/.yolo_filter.wasm.tmp" "$out/strategies/yolo_filter.wasm"
