@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dshost::frame::{CompactFrame, LabelTable};
-use dshost::strategy::validate::validate;
+use dshost::strategy::validate::Validator;
 use dshost::strategy::{EngineOptions, InstanceSettings, SandboxLimits, StrategyEngine, StrategyInstance};
 
 mod common;
@@ -98,7 +98,8 @@ fn bench(name: &str, path: &PathBuf, frame: &CompactFrame) -> anyhow::Result<Row
         frame.frame_number += 1;
         match instance.process(&frame) {
             Ok(found) => {
-                let kept = found.into_iter().filter_map(|d| validate(d, frame.width, frame.height).ok()).count();
+                let mut validator = Validator::default();
+                let kept = found.into_iter().filter_map(|d| validator.check(d, frame.width, frame.height).ok()).count();
                 black_box(kept);
             }
             Err(error) => {

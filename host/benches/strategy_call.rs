@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dshost::frame::{CompactFrame, LabelTable, Object, Objects};
-use dshost::strategy::validate::validate;
+use dshost::strategy::validate::Validator;
 use dshost::strategy::{Contract, EngineOptions, InstanceSettings, SandboxLimits, StrategyEngine, StrategyInstance};
 use dshost_sdk::{FrameHeader, HostContext, Strategy};
 use wasmtime::component::{Component, Linker};
@@ -121,7 +121,9 @@ fn main() -> anyhow::Result<()> {
                 fill(&mut frame, &objects);
                 frame.frame_number += 1;
                 let detections = instance.process(&frame).unwrap_or_default();
-                let kept = detections.into_iter().filter_map(|d| validate(d, frame.width, frame.height).ok()).count();
+                let mut validator = Validator::default();
+                let kept =
+                    detections.into_iter().filter_map(|d| validator.check(d, frame.width, frame.height).ok()).count();
                 black_box(kept);
             })
         };

@@ -11,7 +11,7 @@ use super::component::StrategyComponent;
 use super::engine::StrategyEngine;
 use super::instance::{CallError, InstanceSettings, StrategyInstance};
 use super::metrics::StrategyMetrics;
-use super::validate::{validate, ValidDetection};
+use super::validate::{ValidDetection, Validator};
 use crate::frame::CompactFrame;
 
 /// When to retry a failed instance and when to give up on it.
@@ -166,8 +166,9 @@ impl SupervisedInstance {
         let mut valid = Vec::with_capacity(detections.len());
         let mut first_rejection = None;
         let mut rejected = 0u64;
+        let mut validator = Validator::default();
         for detection in detections {
-            match validate(detection, frame.width, frame.height) {
+            match validator.check(detection, frame.width, frame.height) {
                 Ok(detection) => valid.push(detection),
                 Err(rejection) => {
                     rejected += 1;

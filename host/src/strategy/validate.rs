@@ -47,6 +47,35 @@ pub enum Rejection {
 
 /// Checks one detection against a frame of `width` x `height` pixels.
 pub fn validate(detection: GuestDetection, width: u32, height: u32) -> Result<ValidDetection, Rejection> {
+    Validator::default().check(detection, width, height)
+}
+
+/// [`validate`] for a stream of detections: remembers the last pattern it
+/// accepted, so the detections of a frame, which share one interned pattern
+/// string (`returned::Patterns`), have it scanned once instead of each.
+#[derive(Debug, Default)]
+pub struct Validator {
+    accepted_pattern: Option<Arc<str>>,
+}
+
+impl Validator {
+    /// Same rules as [`validate`].
+    pub fn check(&mut self, detection: GuestDetection, width: u32, height: u32) -> Result<ValidDetection, Rejection> {
+        let pattern_known = self.accepted_pattern.as_ref().is_some_and(|p| Arc::ptr_eq(p, &detection.pattern));
+        let valid = check_numbers_and_strings(detection, width, height, pattern_known)?;
+        if !pattern_known {
+            self.accepted_pattern = Some(valid.pattern.clone());
+        }
+        Ok(valid)
+    }
+}
+
+fn check_numbers_and_strings(
+    detection: GuestDetection,
+    width: u32,
+    height: u32,
+    pattern_known: bool,
+) -> Result<ValidDetection, Rejection> {
     let b = &detection.bbox;
     let numbers = [detection.confidence, b.left, b.top, b.width, b.height];
     if numbers.iter().any(|v| !v.is_finite()) {
@@ -69,9 +98,10 @@ pub fn validate(detection: GuestDetection, width: u32, height: u32) -> Result<Va
     if has_area && (right <= left || bottom <= top) {
         return Err(Rejection::OutsideFrame { frame_width: width, frame_height: height });
     }
-    let pattern_ok = !detection.pattern.is_empty()
-        && detection.pattern.len() <= MAX_PATTERN_BYTES
-        && !detection.pattern.chars().any(char::is_control);
+    let pattern_ok = pattern_known
+        || !detection.pattern.is_empty()
+            && detection.pattern.len() <= MAX_PATTERN_BYTES
+            && !detection.pattern.chars().any(char::is_control);
     if !pattern_ok {
         return Err(Rejection::Pattern(detection.pattern.len()));
     }
@@ -138,5 +168,25 @@ mod tests {
         let mut attrs = detection(0.0, 0.0, 1.0, 1.0, 0.5);
         attrs.attributes = vec![("k".into(), "v".repeat(MAX_ATTRIBUTE_VALUE_BYTES + 1))];
         assert_eq!(validate(attrs, 10, 10), Err(Rejection::Attribute));
+    }
+
+    #[test]
+    fn a_validator_scans_each_shared_pattern_and_forgets_none_it_refused() {
+        let mut validator = Validator::default();
+        let shared: Arc<str> = "person".into();
+        for _ in 0..3 {
+            let mut d = detection(0.0, 0.0, 1.0, 1.0, 0.5);
+            d.pattern = shared.clone();
+            assert!(Arc::ptr_eq(&validator.check(d, 10, 10).unwrap().pattern, &shared));
+        }
+        // A different string with the same text is still checked on its own.
+        let mut bad = detection(0.0, 0.0, 1.0, 1.0, 0.5);
+        bad.pattern = "per\u{7}son".into();
+        assert_eq!(validator.check(bad.clone(), 10, 10), Err(Rejection::Pattern(7)));
+        assert_eq!(validator.check(bad, 10, 10), Err(Rejection::Pattern(7)));
+        // Numbers are checked whatever the pattern.
+        let mut nan = detection(0.0, 0.0, 1.0, 1.0, f32::NAN);
+        nan.pattern = shared;
+        assert_eq!(validator.check(nan, 10, 10), Err(Rejection::NonFinite));
     }
 }
