@@ -20,6 +20,8 @@ use dshost::runtime::replay::{replay, ReplayOptions};
 use dshost::strategy::{RecoveryPolicy, SandboxLimits};
 
 fn main() -> ExitCode {
+    // Before any thread exists, so no arena is created above the cap.
+    dshost::runtime::memory::limit_arenas();
     let cli = Cli::parse();
     init_logging(cli.global.log_format);
     match run(cli) {

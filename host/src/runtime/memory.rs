@@ -6,6 +6,15 @@
 //! itself: in the hour-long soak (docs/benchmarks.md) one `malloc_trim`
 //! gave back 249 MiB of a 796 MiB process. A thread of its own trims once a
 //! minute (a few milliseconds of walking the arenas).
+//!
+//! Trimming alone did not stop the growth: the soak's mapping dumps showed
+//! `[heap]` shrinking while glibc's 64 MiB per-thread arenas kept growing
+//! (dozens of streaming and worker threads each get one, up to 8 per core),
+//! and a soak with `MALLOC_ARENA_MAX=2` held RSS flat. So the binary caps the
+//! arena count at start-up, before any thread exists. This is a `mallopt`
+//! rather than a Rust global allocator (mimalloc, jemalloc) because most of
+//! the bytes are GStreamer's frames, allocated by C through glibc `malloc`,
+//! which a Rust allocator would never see.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,6 +22,35 @@ use std::time::{Duration, Instant};
 
 /// How often the allocator is asked to give memory back.
 pub const TRIM_EVERY: Duration = Duration::from_secs(60);
+
+/// Arenas glibc may create when the operator has not chosen (its own
+/// `MALLOC_ARENA_MAX`, which glibc reads itself and which wins). Two kept the
+/// soak's RSS flat; per-thread caches (tcache) still serve small allocations
+/// without taking an arena lock.
+pub const DEFAULT_ARENA_MAX: i32 = 2;
+
+/// Caps glibc's malloc arenas unless `MALLOC_ARENA_MAX` is set. Call first
+/// thing in `main`: arenas already created stay. Returns the cap applied.
+pub fn limit_arenas() -> Option<i32> {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return None;
+    }
+    apply_arena_max(DEFAULT_ARENA_MAX)
+}
+
+fn apply_arena_max(max: i32) -> Option<i32> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes a malloc tunable; it is thread-safe and
+        // takes no pointers.
+        let ok = unsafe { libc::mallopt(libc::M_ARENA_MAX, max) };
+        if ok == 1 {
+            return Some(max);
+        }
+    }
+    let _ = max;
+    None
+}
 
 /// Returns freed memory to the system (glibc only; elsewhere nothing to do).
 pub fn release_free_memory() {
@@ -40,6 +78,14 @@ pub fn spawn_trimmer(stop: Arc<AtomicBool>) -> std::io::Result<std::thread::Join
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn glibc_accepts_the_arena_cap() {
+        // glibc's mallopt returns 1 on success; a rejected value would mean
+        // the cap silently did nothing.
+        assert_eq!(apply_arena_max(DEFAULT_ARENA_MAX), Some(DEFAULT_ARENA_MAX));
+    }
 
     #[test]
     fn the_trimmer_stops_when_told() {
