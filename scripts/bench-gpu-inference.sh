@@ -16,7 +16,11 @@
 # objects per frame. On a host with several GPUs the sources are spread over
 # all of them (dshost's placement); PIN_GPU=N pins every source to GPU N
 # instead (the one-GPU baseline of a scaling run), and the utilisation
-# columns show each GPU (g0 mean / max; g1 ...).
+# columns show each GPU (g0 mean / max; g1 ...). CUDA_GRAPH=1 sets
+# `pipeline.onnx.cuda_graph: true` (each worker replays a captured graph).
+# REALTIME=1 plays each source at the clip's frame rate (`realtime: true`,
+# like a camera) instead of as fast as it decodes: the latency columns are
+# then a camera's frame-to-result latency.
 set -uo pipefail
 bundle="$(cd "$1" && pwd)"
 model="$2"
@@ -27,19 +31,21 @@ counts=("$@")
 [ "${#counts[@]}" -gt 0 ] || counts=(1 4 16 32 64)
 workers="${WORKERS:-4}"
 provider="${PROVIDER:-cuda}"
+graph="false"
+[ "${CUDA_GRAPH:-0}" = 1 ] && graph="true"
 mkdir -p "$out"
 
 printf '| N | per-source FPS min / median | total FPS | GPU util mean / max %% | NVDEC util mean / max %% | CPU ms/frame | inference ms p50 / p99 (frame) | run ms p50 / p99 | batch sizes | objects/frame | frames |\n'
 printf '|---|---|---:|---|---|---:|---|---|---|---:|---|\n'
 for n in "${counts[@]}"; do
-  tag="$provider-w$workers-n$n"
+  tag="$provider-w$workers-g$graph-rt${REALTIME:-0}-n$n"
   config="$out/config-$tag.yaml"
   {
     echo "pipeline:"
     echo "  decoder: gpu"
     echo "  detector: onnx"
     echo "  queue_depth: 64"
-    echo "  onnx: { model: \"$model\", provider: $provider, workers: $workers, max_batch: 1 }"
+    echo "  onnx: { model: \"$model\", provider: $provider, workers: $workers, max_batch: 1, threads: ${THREADS:-1}, cuda_graph: $graph }"
     echo "alerts:"
     echo "  snapshots: { enabled: false }"
     echo "  sinks: [ { type: jsonl, path: \"$out/alerts-$tag.jsonl\" } ]"
@@ -47,7 +53,9 @@ for n in "${counts[@]}"; do
     for i in $(seq 1 "$n"); do
       pin=""
       [ -n "${PIN_GPU:-}" ] && pin=", device_id: $PIN_GPU"
-      echo "  - { id: s$i, uri: \"$clip\", detect: { fps: 240, motion_gate: false }$pin }"
+      rt=""
+      [ "${REALTIME:-0}" = 1 ] && rt=", realtime: true"
+      echo "  - { id: s$i, uri: \"$clip\", detect: { fps: 240, motion_gate: false }$pin$rt }"
     done
     echo "strategies:"
     echo "  - { name: yolo_filter, path: \"$bundle/strategies/yolo_filter.wasm\", config: { classes: [person, car, bicycle] } }"

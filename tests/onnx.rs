@@ -70,6 +70,7 @@ fn options(path: PathBuf, labels: OnnxLabels) -> ModelOptions {
         resize: OnnxResize::Auto,
         provider: Provider::Cpu,
         device_id: 0,
+        cuda_graph: false,
         threads: 1,
     }
 }
@@ -337,6 +338,17 @@ fn model_check_reports_the_demo_model() {
         "{text}"
     );
     assert!(text.contains("inference:"), "{text}");
+    // A CUDA graph asked for where `auto` fell back to the CPU: refused,
+    // saying why the GPU is not used.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dshost"))
+        .args(["model", "check", "--cuda-graph"])
+        .arg(&assets().model)
+        .env("DSHOST_ORT_LIB", &assets().ort_lib)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("--cuda-graph needs a GPU provider") && stderr.contains("CPU-only build"), "{stderr}");
 }
 
 // ----- the demo model on real photos -------------------------------------

@@ -93,6 +93,7 @@ fn main() -> Result<()> {
         resize: OnnxResize::Auto,
         provider,
         device_id: 0,
+        cuda_graph: false,
         threads,
     };
     let model = OnnxModel::load(runtime, &options)?;

@@ -135,6 +135,10 @@ pub struct ModelCheckArgs {
     /// Intra-op threads (0 = ONNX Runtime's choice).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Replay a captured CUDA graph with IO binding (GPU providers; as
+    /// `pipeline.onnx.cuda_graph`), for the timed runs and `--throughput`.
+    #[arg(long)]
+    pub cuda_graph: bool,
     /// Timed inferences after the warm-up (the report gives the median).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub runs: usize,

@@ -26,6 +26,12 @@ pub fn check(args: &ModelCheckArgs) -> Result<ExitCode> {
     };
     let support = runtime.provider_support(args.device_id);
     let choice = select_provider(requested, &support)?;
+    if args.cuda_graph && !choice.provider.is_gpu() {
+        anyhow::bail!(
+            "--cuda-graph needs a GPU provider, and this runs on the CPU{}",
+            choice.fallback_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+        );
+    }
     let options = ModelOptions {
         path: args.file.clone(),
         format: match args.format {
@@ -40,6 +46,7 @@ pub fn check(args: &ModelCheckArgs) -> Result<ExitCode> {
         provider: choice.provider,
         device_id: args.device_id,
         threads: args.threads,
+        cuda_graph: args.cuda_graph,
     };
     let model = OnnxModel::load(runtime, &options)?;
     let info = model.info();
@@ -58,6 +65,7 @@ pub fn check(args: &ModelCheckArgs) -> Result<ExitCode> {
     let frames = vec![frame; session.capacity()];
     // Warm-up (the load ran the model once already; one more settles the
     // allocator and, on a GPU, the kernels chosen).
+    session.capture().with_context(|| format!("{}: cannot capture a CUDA graph", args.file.display()))?;
     session.detect(&frames, &decode, &mut results);
     let mut timings: Vec<RunTiming> = Vec::new();
     for _ in 0..args.runs.max(1) {
@@ -83,6 +91,7 @@ pub fn check(args: &ModelCheckArgs) -> Result<ExitCode> {
             "provider": choice.provider,
             "provider_fallback": choice.fallback_reason,
             "device_id": info.device_id,
+            "cuda_graph": session.uses_graph(),
             "inputs": info.inputs,
             "outputs": info.outputs,
             "run_outputs": info.run_outputs,
@@ -140,6 +149,10 @@ pub fn check(args: &ModelCheckArgs) -> Result<ExitCode> {
     match &choice.fallback_reason {
         Some(_) => writeln!(out, "  provider:     {} (auto: CUDA is unusable, see above)", choice.provider)?,
         None => writeln!(out, "  provider:     {} (device {})", choice.provider, info.device_id)?,
+    }
+    if args.cuda_graph {
+        let graph = if session.uses_graph() { "yes" } else { "no (see the warning above)" };
+        writeln!(out, "  cuda graph:   {graph}")?;
     }
     writeln!(out, "  inputs:       {}", tensors(&info.inputs))?;
     writeln!(out, "  outputs:      {}", tensors(&info.outputs))?;
@@ -250,6 +263,10 @@ fn throughput(model: &OnnxModel, counts: &[usize], seconds: f64) -> Result<()> {
                             source_height: pre.input_height,
                         };
                         let mut results = Vec::new();
+                        // On this thread: ONNX Runtime keeps a graph per thread.
+                        if let Err(error) = session.capture() {
+                            eprintln!("cannot capture a CUDA graph: {error}");
+                        }
                         session.detect(&[frame], decode, &mut results); // warm-up
                         start.wait();
                         let deadline = std::time::Instant::now() + span;

@@ -319,6 +319,10 @@ pub struct OnnxConfig {
     /// Letterbox or stretch; default `auto` = what the format's reference
     /// code does (every supported family letterboxes).
     pub resize: OnnxResize,
+    /// Capture each worker session's run once as a CUDA graph and replay it
+    /// (GPU providers; models whose batch is fixed or 1). Inputs and outputs
+    /// then go through fixed device buffers (IO binding). Default false.
+    pub cuda_graph: bool,
 }
 
 impl Default for OnnxConfig {
@@ -338,6 +342,7 @@ impl Default for OnnxConfig {
             max_batch: 4,
             max_wait_ms: 10,
             resize: OnnxResize::Auto,
+            cuda_graph: false,
         }
     }
 }

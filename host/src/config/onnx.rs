@@ -2,7 +2,7 @@
 //! tracker's second pass that need no model file: every problem at once,
 //! with its config path. (The model itself is checked when it loads.)
 
-use super::model::{Config, DetectorKind, OnnxLabels};
+use super::model::{Config, DetectorKind, OnnxLabels, OnnxProvider};
 
 /// Problems as `(path, message)`.
 pub fn validate(config: &Config) -> Vec<(String, String)> {
@@ -57,6 +57,12 @@ pub fn validate(config: &Config) -> Vec<(String, String)> {
     }
     if onnx.max_wait_ms > 1000 {
         push("pipeline.onnx.max_wait_ms", "must be at most 1000".into());
+    }
+    if onnx.cuda_graph && onnx.provider == OnnxProvider::Cpu {
+        push(
+            "pipeline.onnx.cuda_graph",
+            "needs a GPU provider (`provider: cuda`, `tensorrt` or `auto`): the CPU provider has no CUDA graphs".into(),
+        );
     }
     if let Some(low) = pipeline.tracker.low_confidence {
         if !(low > 0.0 && low < onnx.confidence) {
@@ -183,6 +189,17 @@ sources:
         );
         let messages: Vec<String> = validate(&config).into_iter().map(|(_, m)| m).collect();
         assert!(messages[0].contains("scripts/setup.sh"), "{}", messages[0]);
+    }
+
+    #[test]
+    fn cuda_graphs_need_a_gpu_provider() {
+        let config = yaml("pipeline:\n  onnx: {provider: cpu, cuda_graph: true}\n");
+        assert_eq!(paths(&config), ["pipeline.onnx.cuda_graph"]);
+        for provider in ["auto", "cuda", "tensorrt"] {
+            let config = yaml(&format!("pipeline:\n  onnx: {{provider: {provider}, cuda_graph: true}}\n"));
+            assert!(paths(&config).is_empty(), "{provider}: {:?}", paths(&config));
+        }
+        assert!(!Config::default().pipeline.onnx.cuda_graph);
     }
 
     #[test]

@@ -40,6 +40,11 @@ pub enum ModelError {
          ONNX Runtime supports, or try `pipeline.onnx.provider: cpu`", path.display()
     )]
     Load { path: PathBuf, version: String, provider: Provider, source: ort::Error },
+    #[error(
+        "{}: the CUDA graph's device buffers could not be set up on GPU {device_id}: {source}. Fix: set \
+         `pipeline.onnx.cuda_graph: false`", path.display()
+    )]
+    GraphSetup { path: PathBuf, device_id: u32, source: ort::Error },
     #[error("{}: {reason}. Fix: export a detector with one float32 NCHW image input (e.g. images [1, 3, 640, 640])", path.display())]
     Input { path: PathBuf, reason: String },
     #[error("{} fails on a blank {width}x{height} frame: {source}", path.display())]
@@ -77,6 +82,9 @@ pub struct ModelOptions {
     pub device_id: u32,
     /// Intra-op threads; 0 = ONNX Runtime's choice.
     pub threads: usize,
+    /// Worker sessions replay a captured CUDA graph (GPU providers only;
+    /// see [`InferenceSession`]).
+    pub cuda_graph: bool,
 }
 
 impl ModelOptions {
@@ -89,6 +97,8 @@ impl ModelOptions {
             provider,
             device_id: config.device_id,
             threads: config.threads,
+            // `auto` may have fallen back to the CPU: no graph there.
+            cuda_graph: config.cuda_graph && provider.is_gpu(),
         })
     }
 }
@@ -252,6 +262,26 @@ fn tensor_info(outlet: &ort::value::Outlet) -> TensorInfo {
     }
 }
 
+/// The shape of the output a captured CUDA graph writes, or why the model
+/// cannot replay one: every run must have the same shapes, so the batch must
+/// be fixed (or 1) and the probe's output shape static.
+pub(crate) fn graph_output_shape(
+    batch: &BatchCapability,
+    outputs: &[OutputShape],
+    output: usize,
+) -> Result<Vec<i64>, String> {
+    if *batch == BatchCapability::Dynamic {
+        return Err(
+            "the model's batch dimension is dynamic (a graph replays one shape); export it with a fixed batch".into()
+        );
+    }
+    let shape = outputs.get(output).map(|o| o.shape.clone()).unwrap_or_default();
+    if shape.is_empty() || shape.iter().any(|&d| d <= 0) {
+        return Err(format!("the output shape {shape:?} is not static"));
+    }
+    Ok(shape)
+}
+
 /// Builds a session of `options.path` with the settings the stage uses
 /// (public for the benchmark's bare-ONNX-Runtime baseline).
 pub fn build_session(
@@ -277,7 +307,7 @@ pub fn build_session(
     if let Some(prepacked) = prepacked {
         builder = builder.with_prepacked_weights(prepacked)?;
     }
-    provider::register(&mut builder, options.provider, options.device_id)?;
+    provider::register(&mut builder, options.provider, options.device_id, options.cuda_graph)?;
     builder.commit_from_file(&options.path)
 }
 
@@ -370,12 +400,16 @@ impl OnnxModel {
         check_onnx_bytes(&bytes).map_err(|reason| ModelError::NotOnnx { path: path.clone(), reason })?;
         drop(bytes);
         let prepacked = (options.provider == Provider::Cpu).then(ort::session::builder::PrepackedWeights::new);
-        let mut session = build_session(runtime, options, prepacked.as_ref()).map_err(|source| ModelError::Load {
-            path: path.clone(),
-            version: runtime.version().to_string(),
-            provider: options.provider,
-            source,
-        })?;
+        // The probe runs batches of different sizes, which a captured graph
+        // cannot: this session never captures one.
+        let probe_options = ModelOptions { cuda_graph: false, ..options.clone() };
+        let mut session =
+            build_session(runtime, &probe_options, prepacked.as_ref()).map_err(|source| ModelError::Load {
+                path: path.clone(),
+                version: runtime.version().to_string(),
+                provider: options.provider,
+                source,
+            })?;
         let inputs: Vec<TensorInfo> = session.inputs().iter().map(tensor_info).collect();
         let outputs: Vec<TensorInfo> = session.outputs().iter().map(tensor_info).collect();
         let metadata = read_metadata(&session);
@@ -514,17 +548,37 @@ impl OnnxModel {
     /// A session of its own (one per worker thread: `ort` runs a session
     /// from one thread at a time), taking at most `max_batch` frames per run.
     pub fn session(&self, max_batch: usize) -> Result<InferenceSession, ModelError> {
+        let load_error = |source| ModelError::Load {
+            path: self.options.path.clone(),
+            version: self.runtime.version().to_string(),
+            provider: self.options.provider,
+            source,
+        };
+        if self.options.cuda_graph {
+            match graph_output_shape(&self.info.batch, &self.info.run_outputs, self.info.output) {
+                Ok(output_shape) => {
+                    // A session of its own: the probe session must not capture.
+                    let session =
+                        build_session(self.runtime, &self.options, self.prepacked.as_ref()).map_err(load_error)?;
+                    return InferenceSession::with_graph(session, &self.info, output_shape, self.options.device_id)
+                        .map_err(|source| ModelError::GraphSetup {
+                            path: self.options.path.clone(),
+                            device_id: self.options.device_id,
+                            source,
+                        });
+                }
+                Err(reason) => {
+                    tracing::warn!(model = %self.info.file, %reason, "pipeline.onnx.cuda_graph: running without a CUDA graph");
+                }
+            }
+        }
         let reused = self.first.lock().unwrap_or_else(|p| p.into_inner()).take();
         let session = match reused {
             Some(session) => session,
-            None => build_session(self.runtime, &self.options, self.prepacked.as_ref()).map_err(|source| {
-                ModelError::Load {
-                    path: self.options.path.clone(),
-                    version: self.runtime.version().to_string(),
-                    provider: self.options.provider,
-                    source,
-                }
-            })?,
+            None => {
+                let options = ModelOptions { cuda_graph: false, ..self.options.clone() };
+                build_session(self.runtime, &options, self.prepacked.as_ref()).map_err(load_error)?
+            }
         };
         Ok(InferenceSession::new(session, &self.info, max_batch))
     }
@@ -666,6 +720,31 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("2 inputs"));
+    }
+
+    #[test]
+    fn a_cuda_graph_reaches_only_gpu_sessions() {
+        let config = OnnxConfig { model: Some("m.onnx".into()), cuda_graph: true, ..OnnxConfig::default() };
+        // `auto` fell back to the CPU: the setting has nothing to act on.
+        assert!(!ModelOptions::from_config(&config, Provider::Cpu).unwrap().cuda_graph);
+        assert!(ModelOptions::from_config(&config, Provider::Cuda).unwrap().cuda_graph);
+        assert!(ModelOptions::from_config(&config, Provider::TensorRt).unwrap().cuda_graph);
+        let off = OnnxConfig { cuda_graph: false, ..config };
+        assert!(!ModelOptions::from_config(&off, Provider::Cuda).unwrap().cuda_graph);
+    }
+
+    #[test]
+    fn a_cuda_graph_needs_one_static_shape() {
+        let outputs = [OutputShape { name: "output0".into(), shape: vec![1, 84, 8400] }];
+        assert_eq!(graph_output_shape(&BatchCapability::Fixed { size: 1 }, &outputs, 0), Ok(vec![1, 84, 8400]));
+        let single = BatchCapability::SingleOnly { reason: "reshape".into() };
+        assert_eq!(graph_output_shape(&single, &outputs, 0), Ok(vec![1, 84, 8400]));
+        let dynamic = graph_output_shape(&BatchCapability::Dynamic, &outputs, 0).unwrap_err();
+        assert!(dynamic.contains("fixed batch"), "{dynamic}");
+        let symbolic = [OutputShape { name: "dets".into(), shape: vec![1, -1, 6] }];
+        let error = graph_output_shape(&BatchCapability::Fixed { size: 1 }, &symbolic, 0).unwrap_err();
+        assert!(error.contains("not static"), "{error}");
+        assert!(graph_output_shape(&BatchCapability::Fixed { size: 1 }, &outputs, 3).is_err());
     }
 
     #[test]

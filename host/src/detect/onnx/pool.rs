@@ -58,6 +58,9 @@ impl BatchRunner for SessionRunner {
     }
 
     fn warm_up(&mut self) {
+        if let Err(error) = self.session.capture() {
+            tracing::error!(%error, "cannot capture the CUDA graph of an inference session; its runs will fail (set pipeline.onnx.cuda_graph: false)");
+        }
         let (width, height) = self.session.input_size();
         let image = vec![super::preprocess::PAD_VALUE; width as usize * height as usize * 3];
         let frame =
@@ -67,6 +70,11 @@ impl BatchRunner for SessionRunner {
         self.session.detect(&frames, &self.options, &mut results);
     }
 }
+
+/// How long a pool with CUDA graphs waits for its workers' captures (each
+/// first runs the model regularly, which on a cold GPU picks kernels for
+/// seconds).
+const GRAPH_CAPTURE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Worker threads for a provider when `pipeline.onnx.workers` is not set:
 /// one on the CPU (its intra-op threads already use every core; a second
@@ -201,6 +209,9 @@ struct Shared<T> {
     failing: AtomicBool,
     failed_runs: AtomicU64,
     name: String,
+    /// Workers past their warm-up.
+    warm: Mutex<usize>,
+    warm_done: Condvar,
 }
 
 impl<T> Shared<T> {
@@ -228,11 +239,36 @@ impl<T: Send + 'static> InferencePool<T> {
     ) -> Result<Self, ModelError> {
         let decode = Arc::new(decode);
         let mut runners: Vec<Box<dyn BatchRunner>> = Vec::new();
+        let mut graphs = false;
         for _ in 0..workers.max(1) {
             let session = model.session(options.max_batch)?;
+            graphs |= session.uses_graph();
             runners.push(Box::new(SessionRunner { session, options: decode.clone() }));
         }
-        Ok(Self::start(model.info().file.clone(), runners, options))
+        let count = runners.len();
+        let pool = Self::start(model.info().file.clone(), runners, options);
+        if graphs {
+            // Each worker captures its graph on its own thread (ONNX Runtime
+            // keeps a graph per thread), one at a time; no frame and, as the
+            // sources start after this returns, no decoder's CUDA work may
+            // run meanwhile.
+            pool.wait_warm(count, GRAPH_CAPTURE_TIMEOUT);
+        }
+        Ok(pool)
+    }
+
+    /// Waits until `count` workers have warmed up, or `timeout`.
+    fn wait_warm(&self, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut warm = self.shared.warm.lock().unwrap_or_else(|p| p.into_inner());
+        while *warm < count {
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::warn!(model = %self.shared.name, warm = *warm, count, "inference workers still warming up");
+                return;
+            }
+            warm = self.shared.warm_done.wait_timeout(warm, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
     }
 
     /// A pool running `runners` (one worker thread each).
@@ -250,6 +286,8 @@ impl<T: Send + 'static> InferencePool<T> {
             failing: AtomicBool::new(false),
             failed_runs: AtomicU64::new(0),
             name,
+            warm: Mutex::new(0),
+            warm_done: Condvar::new(),
         });
         let workers = runners
             .into_iter()
@@ -500,6 +538,8 @@ fn collect<T>(shared: &Shared<T>, batch: &mut Vec<Taken<T>>, marked: &mut Vec<Ar
 fn worker<T: Send + 'static>(shared: Arc<Shared<T>>, mut runner: Box<dyn BatchRunner>) {
     // All workers warm up at once, at start.
     runner.warm_up();
+    *shared.warm.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    shared.warm_done.notify_all();
     // The session already capped this by `max_batch` (a fixed-batch model
     // runs its full batch whatever `max_batch` says).
     let capacity = runner.capacity().max(1);
@@ -727,6 +767,43 @@ mod tests {
 
     fn recv(rx: &Results) -> (String, u32, Result<u32, String>) {
         rx.recv_timeout(Duration::from_secs(10)).expect("a result within 10 s")
+    }
+
+    /// Warms up slowly, one at a time (as graph captures do).
+    struct SlowWarm {
+        order: Arc<Mutex<Vec<usize>>>,
+        index: usize,
+    }
+
+    impl BatchRunner for SlowWarm {
+        fn capacity(&self) -> usize {
+            1
+        }
+        fn warm_up(&mut self) {
+            static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+            let _one = ONE_AT_A_TIME.lock().unwrap();
+            std::thread::sleep(Duration::from_millis(30));
+            self.order.lock().unwrap().push(self.index);
+        }
+        fn run(&mut self, _: &[FrameRef<'_>], results: &mut Vec<Result<Vec<Detected>, InferenceError>>) -> RunTiming {
+            results.clear();
+            RunTiming::default()
+        }
+    }
+
+    #[test]
+    fn waiting_for_warm_up_returns_once_every_worker_warmed() {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let runners: Vec<Box<dyn BatchRunner>> =
+            (0..3).map(|index| Box::new(SlowWarm { order: order.clone(), index }) as Box<dyn BatchRunner>).collect();
+        let mut pool = InferencePool::<u32>::start("warm".into(), runners, PoolOptions::default());
+        pool.wait_warm(3, Duration::from_secs(30));
+        let mut warmed = order.lock().unwrap().clone();
+        warmed.sort();
+        assert_eq!(warmed, [0, 1, 2]);
+        // A count never reached gives up at the timeout instead of hanging.
+        pool.wait_warm(4, Duration::from_millis(20));
+        pool.shutdown();
     }
 
     #[test]

@@ -113,16 +113,21 @@ pub fn select_provider(requested: OnnxProvider, support: &ProviderSupport) -> Re
 
 /// Registers `provider` on a session builder; an error when it does not
 /// register (never a silent CPU fallback: the choice was made already).
+/// `cuda_graph`: the session captures its run as a CUDA graph (its inputs
+/// and outputs must then be bound to fixed device buffers; see
+/// `session::GraphIo`). Ignored on the CPU.
 pub(crate) fn register(
     builder: &mut ort::session::builder::SessionBuilder,
     provider: Provider,
     device_id: u32,
+    cuda_graph: bool,
 ) -> Result<(), ort::Error> {
     use ort::ep::ExecutionProvider;
     let device = i32::try_from(device_id).unwrap_or(i32::MAX);
+    let cuda = || ort::ep::CUDA::default().with_device_id(device).with_cuda_graph(cuda_graph);
     match provider {
         Provider::Cpu => Ok(()),
-        Provider::Cuda => ort::ep::CUDA::default().with_device_id(device).register(builder),
+        Provider::Cuda => cuda().register(builder),
         Provider::TensorRt => {
             // TensorRT hands the nodes it cannot run to CUDA, as ONNX
             // Runtime's documentation recommends; engines are cached.
@@ -130,8 +135,9 @@ pub(crate) fn register(
                 .with_device_id(device)
                 .with_engine_cache(true)
                 .with_engine_cache_path(tensorrt_cache_dir().display().to_string())
+                .with_cuda_graph(cuda_graph)
                 .register(builder)?;
-            ort::ep::CUDA::default().with_device_id(device).register(builder)
+            cuda().register(builder)
         }
     }
 }
@@ -166,7 +172,7 @@ pub(crate) fn try_provider(runtime: &OrtRuntime, provider: Provider, device_id: 
     }
     let result = (|| -> Result<(), ort::Error> {
         let mut builder = ort::session::Session::builder(runtime.environment())?;
-        register(&mut builder, provider, device_id)?;
+        register(&mut builder, provider, device_id, false)?;
         builder.commit_from_memory(&identity_model())?;
         Ok(())
     })();

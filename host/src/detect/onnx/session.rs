@@ -46,8 +46,68 @@ pub struct RunTiming {
     pub decode: Duration,
 }
 
+/// Fixed buffers of a session that replays a CUDA graph: ONNX Runtime
+/// captures the run once and replays it with the same device addresses, so
+/// frames are written into pinned host memory, copied into the bound device
+/// input, and the bound device output is copied back after the run.
+struct GraphIo {
+    binding: ort::session::IoBinding,
+    host_input: ort::value::Tensor<f32>,
+    device_input: ort::value::Tensor<f32>,
+    device_output: ort::value::Tensor<f32>,
+    host_output: ort::value::Tensor<f32>,
+}
+
+impl GraphIo {
+    fn new(
+        session: &ort::session::Session,
+        input_shape: [usize; 4],
+        output_name: &str,
+        output_shape: &[i64],
+        device_id: u32,
+    ) -> Result<GraphIo, ort::Error> {
+        use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
+        let device = i32::try_from(device_id).unwrap_or(i32::MAX);
+        let on_device = Allocator::new(
+            session,
+            MemoryInfo::new(AllocationDevice::CUDA, device, AllocatorType::Device, MemoryType::Default)?,
+        )?;
+        let pinned_in = Allocator::new(
+            session,
+            MemoryInfo::new(AllocationDevice::CUDA_PINNED, device, AllocatorType::Device, MemoryType::CPUInput)?,
+        )?;
+        let pinned_out = Allocator::new(
+            session,
+            MemoryInfo::new(AllocationDevice::CUDA_PINNED, device, AllocatorType::Device, MemoryType::CPUOutput)?,
+        )?;
+        let output_shape: Vec<usize> = output_shape.iter().map(|&d| d.max(0) as usize).collect();
+        let host_input = ort::value::Tensor::<f32>::new(&pinned_in, input_shape)?;
+        let device_input = ort::value::Tensor::<f32>::new(&on_device, input_shape)?;
+        let mut device_output = ort::value::Tensor::<f32>::new(&on_device, output_shape.clone())?;
+        let host_output = ort::value::Tensor::<f32>::new(&pinned_out, output_shape)?;
+        let input_name = session.inputs().first().map(|i| i.name().to_string()).unwrap_or_default();
+        let mut binding = session.create_binding()?;
+        binding.bind_input(input_name, &device_input)?;
+        binding.bind_output(output_name, &mut device_output)?;
+        Ok(GraphIo { binding, host_input, device_input, device_output, host_output })
+    }
+
+    /// Host input -> device, the graph, device output -> host.
+    fn run(&mut self, session: &mut ort::session::Session) -> Result<(), ort::Error> {
+        self.host_input.copy_into(&mut self.device_input)?;
+        session.run_binding(&self.binding)?;
+        self.device_output.copy_into(&mut self.host_output)
+    }
+}
+
+/// Runs before a graph session serves frames: ONNX Runtime's CUDA provider
+/// runs regularly first (allocations settle), then captures, then replays.
+const GRAPH_WARM_RUNS: usize = 4;
+
 pub struct InferenceSession {
     session: ort::session::Session,
+    /// Set when the session replays a CUDA graph; `input` is then unused.
+    graph: Option<GraphIo>,
     preprocess: Preprocess,
     decoder: Decoder,
     output: usize,
@@ -75,6 +135,7 @@ impl InferenceSession {
         let preprocess = info.preprocess;
         InferenceSession {
             session,
+            graph: None,
             preprocess,
             decoder: Decoder::new(info.layout.clone(), preprocess.input_width, preprocess.input_height),
             output: info.output,
@@ -88,7 +149,55 @@ impl InferenceSession {
         }
     }
 
-    /// Most frames one [`detect`](Self::detect) call takes.
+    /// A session built with `cuda_graph` (its model's batch fixed or 1, its
+    /// output `output_shape`): every run feeds the same shapes through
+    /// device buffers bound once.
+    pub(crate) fn with_graph(
+        session: ort::session::Session,
+        info: &ModelInfo,
+        output_shape: Vec<i64>,
+        device_id: u32,
+    ) -> Result<Self, ort::Error> {
+        let mut this = InferenceSession::new(session, info, 1);
+        // Every run replays the same shapes: pad to the capacity like a
+        // static batch.
+        this.fixed = true;
+        let (width, height) = (this.preprocess.input_width as usize, this.preprocess.input_height as usize);
+        let graph = GraphIo::new(
+            &this.session,
+            [this.capacity, 3, height, width],
+            &this.output_name,
+            &output_shape,
+            device_id,
+        )?;
+        this.input = Vec::new();
+        this.graph = Some(graph);
+        Ok(this)
+    }
+
+    /// Runs a grey batch until ONNX Runtime has captured the graph (it
+    /// captures after regular runs that settle allocations); nothing to do
+    /// without a graph. Call it on the thread that will run the session:
+    /// ONNX Runtime keeps the graph per thread. One capture at a time in the
+    /// process: a capture forbids other CUDA work meanwhile (CUDA's global
+    /// capture mode), and concurrent captures failed on the H200 ("operation
+    /// not permitted when stream is capturing").
+    pub fn capture(&mut self) -> Result<(), ort::Error> {
+        static CAPTURE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let Some(graph) = &mut self.graph else { return Ok(()) };
+        let _one_at_a_time = CAPTURE.lock().unwrap_or_else(|p| p.into_inner());
+        graph.host_input.extract_tensor_mut().1.fill(f32::from(super::preprocess::PAD_VALUE) * self.preprocess.scale);
+        for _ in 0..GRAPH_WARM_RUNS {
+            graph.run(&mut self.session)?;
+        }
+        Ok(())
+    }
+
+    /// Whether runs replay a CUDA graph.
+    pub fn uses_graph(&self) -> bool {
+        self.graph.is_some()
+    }
+
     /// The model's input, width x height.
     pub fn input_size(&self) -> (u32, u32) {
         (self.preprocess.input_width, self.preprocess.input_height)
@@ -119,9 +228,13 @@ impl InferenceSession {
         let item = self.preprocess.item_len();
         self.transforms.clear();
         self.slots.clear();
+        let input: &mut [f32] = match &mut self.graph {
+            Some(graph) => graph.host_input.extract_tensor_mut().1,
+            None => &mut self.input,
+        };
         for (index, frame) in frames.iter().enumerate() {
             let slot = self.slots.len();
-            let out = &mut self.input[slot * item..(slot + 1) * item];
+            let out = &mut input[slot * item..(slot + 1) * item];
             match self.preprocess.write(&frame.image, frame.source_width, frame.source_height, out) {
                 Ok(transform) => {
                     self.transforms.push(transform);
@@ -138,9 +251,23 @@ impl InferenceSession {
         }
         let batch = if self.fixed { self.capacity } else { used };
         // Unused slots of a fixed batch: zeros, whatever ran before.
-        self.input[used * item..batch * item].fill(0.0);
+        input[used * item..batch * item].fill(0.0);
         let (width, height) = (self.preprocess.input_width as usize, self.preprocess.input_height as usize);
         let ran = Instant::now();
+        if let Some(graph) = &mut self.graph {
+            let run = graph.run(&mut self.session);
+            timing.inference = ran.elapsed();
+            if let Err(error) = run {
+                fail_run(&self.slots, results, used, error);
+                return timing;
+            }
+            let decoded = Instant::now();
+            let (shape, data) = graph.host_output.extract_tensor();
+            let shape = shape.to_vec();
+            decode_slots(&mut self.decoder, &self.slots, &self.transforms, options, &shape, data, results);
+            timing.decode = decoded.elapsed();
+            return timing;
+        }
         let run = match ort::value::TensorRef::from_array_view(([batch, 3, height, width], &self.input[..batch * item]))
         {
             Ok(tensor) => self.session.run(ort::inputs![tensor]),
@@ -150,10 +277,7 @@ impl InferenceSession {
         let outputs = match run {
             Ok(outputs) => outputs,
             Err(error) => {
-                let error = Arc::new(error);
-                for &index in &self.slots {
-                    results[index] = Err(InferenceError::Run { batch: used, source: error.clone() });
-                }
+                fail_run(&self.slots, results, used, error);
                 return timing;
             }
         };
@@ -168,15 +292,35 @@ impl InferenceSession {
             }
             return timing;
         };
-        for (slot, &index) in self.slots.iter().enumerate() {
-            let mut found = Vec::new();
-            results[index] = self
-                .decoder
-                .decode(data, &shape, slot, &self.transforms[slot], options, &mut found)
-                .map(|()| found)
-                .map_err(InferenceError::from);
-        }
+        decode_slots(&mut self.decoder, &self.slots, &self.transforms, options, &shape, data, results);
         timing.decode = decoded.elapsed();
         timing
+    }
+}
+
+/// Every frame of a failed run gets the run's error.
+fn fail_run(slots: &[usize], results: &mut [Result<Vec<Detected>, InferenceError>], used: usize, error: ort::Error) {
+    let error = Arc::new(error);
+    for &index in slots {
+        results[index] = Err(InferenceError::Run { batch: used, source: error.clone() });
+    }
+}
+
+/// Boxes of each batch slot, into the result of the frame in that slot.
+fn decode_slots(
+    decoder: &mut Decoder,
+    slots: &[usize],
+    transforms: &[Transform],
+    options: &DecodeOptions,
+    shape: &[i64],
+    data: &[f32],
+    results: &mut [Result<Vec<Detected>, InferenceError>],
+) {
+    for (slot, &index) in slots.iter().enumerate() {
+        let mut found = Vec::new();
+        results[index] = decoder
+            .decode(data, shape, slot, &transforms[slot], options, &mut found)
+            .map(|()| found)
+            .map_err(InferenceError::from);
     }
 }
