@@ -94,10 +94,82 @@ impl GraphIo {
 
     /// Host input -> device, the graph, device output -> host.
     fn run(&mut self, session: &mut ort::session::Session) -> Result<(), ort::Error> {
-        self.host_input.copy_into(&mut self.device_input)?;
-        session.run_binding(&self.binding)?;
-        self.device_output.copy_into(&mut self.host_output)
+        match cuda_runtime() {
+            Some(cuda) => {
+                let bytes = |t: &ort::value::Tensor<f32>| t.shape().iter().product::<i64>().max(0) as usize * 4;
+                let (input, output) = (bytes(&self.host_input), bytes(&self.host_output));
+                // SAFETY: both tensors of a pair have the same shape (made
+                // together in `new`), so `bytes` stays inside each; the copy
+                // is synchronous, so the run sees the whole input and the
+                // host output is complete on return.
+                unsafe {
+                    cuda.copy(self.device_input.data_ptr_mut(), self.host_input.data_ptr(), input)?;
+                    session.run_binding(&self.binding)?;
+                    cuda.copy(self.host_output.data_ptr_mut(), self.device_output.data_ptr(), output)
+                }
+            }
+            None => {
+                self.host_input.copy_into(&mut self.device_input)?;
+                session.run_binding(&self.binding)?;
+                self.device_output.copy_into(&mut self.host_output)
+            }
+        }
     }
+}
+
+/// CUDA's own `cudaMemcpy`, from the runtime library ONNX Runtime's CUDA
+/// provider has already loaded. `ort`'s `copy_into` does the same copy
+/// through an identity model whose sessions sit behind one process-wide lock,
+/// which serialises every worker's copies; this one does not. Falls back to
+/// `copy_into` where the library is not found, or with `DSHOST_CUDA_COPY=ort`.
+struct CudaRuntime {
+    memcpy: unsafe extern "C" fn(*mut std::ffi::c_void, *const std::ffi::c_void, usize, i32) -> i32,
+    _library: libloading::Library,
+}
+
+impl CudaRuntime {
+    /// # Safety
+    /// `dst` and `src` must be valid for `bytes` (host or device memory).
+    unsafe fn copy(
+        &self,
+        dst: *mut std::ffi::c_void,
+        src: *const std::ffi::c_void,
+        bytes: usize,
+    ) -> Result<(), ort::Error> {
+        // cudaMemcpyDefault: the direction follows from the pointers (UVA).
+        const DEFAULT: i32 = 4;
+        match (self.memcpy)(dst, src, bytes, DEFAULT) {
+            0 => Ok(()),
+            code => Err(ort::Error::new(format!("cudaMemcpy of {bytes} bytes failed (cudaError {code})"))),
+        }
+    }
+}
+
+fn cuda_runtime() -> Option<&'static CudaRuntime> {
+    static RUNTIME: std::sync::OnceLock<Option<CudaRuntime>> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            if std::env::var("DSHOST_CUDA_COPY").is_ok_and(|v| v == "ort") {
+                return None;
+            }
+            ["libcudart.so.13", "libcudart.so.12", "libcudart.so"].into_iter().find_map(|name| {
+                // SAFETY: libcudart's initialisers are safe to run; the
+                // provider loaded the same library into this process already.
+                let library = unsafe { libloading::Library::new(name) }.ok()?;
+                // SAFETY: the signature is cudaMemcpy's (cuda_runtime_api.h).
+                let memcpy = unsafe {
+                    library
+                        .get::<unsafe extern "C" fn(*mut std::ffi::c_void, *const std::ffi::c_void, usize, i32) -> i32>(
+                            b"cudaMemcpy\0",
+                        )
+                }
+                .ok()
+                .map(|symbol| *symbol)?;
+                tracing::debug!(library = name, "CUDA graph copies through cudaMemcpy");
+                Some(CudaRuntime { memcpy, _library: library })
+            })
+        })
+        .as_ref()
 }
 
 /// Runs before a graph session serves frames: ONNX Runtime's CUDA provider
