@@ -555,7 +555,9 @@ impl OnnxModel {
             source,
         };
         if self.options.cuda_graph {
-            match graph_output_shape(&self.info.batch, &self.info.run_outputs, self.info.output) {
+            let usable = graph_output_shape(&self.info.batch, &self.info.run_outputs, self.info.output)
+                .and_then(|shape| super::session::graph_copies_available().map(|()| shape));
+            match usable {
                 Ok(output_shape) => {
                     // A session of its own: the probe session must not capture.
                     let session =

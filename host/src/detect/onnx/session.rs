@@ -94,34 +94,32 @@ impl GraphIo {
 
     /// Host input -> device, the graph, device output -> host.
     fn run(&mut self, session: &mut ort::session::Session) -> Result<(), ort::Error> {
-        match cuda_runtime() {
-            Some(cuda) => {
-                let bytes = |t: &ort::value::Tensor<f32>| t.shape().iter().product::<i64>().max(0) as usize * 4;
-                let (input, output) = (bytes(&self.host_input), bytes(&self.host_output));
-                // SAFETY: both tensors of a pair have the same shape (made
-                // together in `new`), so `bytes` stays inside each; the copy
-                // is synchronous, so the run sees the whole input and the
-                // host output is complete on return.
-                unsafe {
-                    cuda.copy(self.device_input.data_ptr_mut(), self.host_input.data_ptr(), input)?;
-                    session.run_binding(&self.binding)?;
-                    cuda.copy(self.host_output.data_ptr_mut(), self.device_output.data_ptr(), output)
-                }
-            }
-            None => {
-                self.host_input.copy_into(&mut self.device_input)?;
-                session.run_binding(&self.binding)?;
-                self.device_output.copy_into(&mut self.host_output)
-            }
+        let cuda = cuda_runtime().map_err(ort::Error::new)?;
+        let bytes = |t: &ort::value::Tensor<f32>| t.shape().iter().product::<i64>().max(0) as usize * 4;
+        let (input, output) = (bytes(&self.host_input), bytes(&self.host_output));
+        // SAFETY: both tensors of a pair have the same shape (made together
+        // in `new`), so `bytes` stays inside each; the copy is synchronous,
+        // so the run sees the whole input and the host output is complete on
+        // return.
+        unsafe {
+            cuda.copy(self.device_input.data_ptr_mut(), self.host_input.data_ptr(), input)?;
+            session.run_binding(&self.binding)?;
+            cuda.copy(self.host_output.data_ptr_mut(), self.device_output.data_ptr(), output)
         }
     }
 }
 
+/// Whether a CUDA graph session can copy its frames: the CUDA runtime
+/// library is found (see [`cuda_runtime`]); otherwise why not.
+pub(crate) fn graph_copies_available() -> Result<(), String> {
+    cuda_runtime().map(|_| ())
+}
+
 /// CUDA's own `cudaMemcpy`, from the runtime library ONNX Runtime's CUDA
-/// provider has already loaded. `ort`'s `copy_into` does the same copy
-/// through an identity model whose sessions sit behind one process-wide lock,
-/// which serialises every worker's copies; this one does not. Falls back to
-/// `copy_into` where the library is not found, or with `DSHOST_CUDA_COPY=ort`.
+/// provider has already loaded. Not `ort`'s `Tensor::copy_into`: it runs an
+/// identity model whose sessions sit behind one process-wide lock (every
+/// worker's copies in series), and on the H200 its pinned-to-device copy
+/// failed outright (`GPUDataTransfer::CopyTensorAsync: dst_data != src_data`).
 struct CudaRuntime {
     memcpy: unsafe extern "C" fn(*mut std::ffi::c_void, *const std::ffi::c_void, usize, i32) -> i32,
     _library: libloading::Library,
@@ -145,13 +143,10 @@ impl CudaRuntime {
     }
 }
 
-fn cuda_runtime() -> Option<&'static CudaRuntime> {
+fn cuda_runtime() -> Result<&'static CudaRuntime, String> {
     static RUNTIME: std::sync::OnceLock<Option<CudaRuntime>> = std::sync::OnceLock::new();
     RUNTIME
         .get_or_init(|| {
-            if std::env::var("DSHOST_CUDA_COPY").is_ok_and(|v| v == "ort") {
-                return None;
-            }
             ["libcudart.so.13", "libcudart.so.12", "libcudart.so"].into_iter().find_map(|name| {
                 // SAFETY: libcudart's initialisers are safe to run; the
                 // provider loaded the same library into this process already.
@@ -170,6 +165,11 @@ fn cuda_runtime() -> Option<&'static CudaRuntime> {
             })
         })
         .as_ref()
+        .ok_or_else(|| {
+            "the CUDA runtime library (libcudart.so.13 or .12) is not on the library path; it ships with CUDA and \
+             the nvidia-cuda-runtime wheel"
+                .to_string()
+        })
 }
 
 /// Runs before a graph session serves frames: ONNX Runtime's CUDA provider
