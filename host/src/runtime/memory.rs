@@ -9,8 +9,9 @@
 //!
 //! Trimming alone did not stop the growth: the soak's mapping dumps showed
 //! `[heap]` shrinking while glibc's 64 MiB per-thread arenas kept growing
-//! (dozens of streaming and worker threads each get one, up to 8 per core),
-//! and a soak with `MALLOC_ARENA_MAX=2` held RSS flat. So the binary caps the
+//! (dozens of streaming and worker threads each get one, up to 8 per core);
+//! with `MALLOC_ARENA_MAX=2` the arenas stayed flat and the hour's RSS slope
+//! fell to a third (docs/benchmarks.md). So the binary caps the
 //! arena count at start-up, before any thread exists. This is a `mallopt`
 //! rather than a Rust global allocator (mimalloc, jemalloc) because most of
 //! the bytes are GStreamer's frames, allocated by C through glibc `malloc`,
@@ -25,7 +26,7 @@ pub const TRIM_EVERY: Duration = Duration::from_secs(60);
 
 /// Arenas glibc may create when the operator has not chosen (its own
 /// `MALLOC_ARENA_MAX`, which glibc reads itself and which wins). Two kept the
-/// soak's RSS flat; per-thread caches (tcache) still serve small allocations
+/// soak's thread arenas flat; per-thread caches (tcache) still serve small allocations
 /// without taking an arena lock.
 pub const DEFAULT_ARENA_MAX: i32 = 2;
 

@@ -88,6 +88,11 @@ pub struct ModelOptions {
 }
 
 impl ModelOptions {
+    /// The same options for a session that must not capture a graph.
+    fn without_graph(&self) -> ModelOptions {
+        ModelOptions { cuda_graph: false, ..self.clone() }
+    }
+
     pub fn from_config(config: &OnnxConfig, provider: Provider) -> Result<Self, ModelError> {
         Ok(ModelOptions {
             path: config.model.clone().ok_or(ModelError::NoModel)?,
@@ -402,7 +407,7 @@ impl OnnxModel {
         let prepacked = (options.provider == Provider::Cpu).then(ort::session::builder::PrepackedWeights::new);
         // The probe runs batches of different sizes, which a captured graph
         // cannot: this session never captures one.
-        let probe_options = ModelOptions { cuda_graph: false, ..options.clone() };
+        let probe_options = options.without_graph();
         let mut session =
             build_session(runtime, &probe_options, prepacked.as_ref()).map_err(|source| ModelError::Load {
                 path: path.clone(),
@@ -577,10 +582,8 @@ impl OnnxModel {
         let reused = self.first.lock().unwrap_or_else(|p| p.into_inner()).take();
         let session = match reused {
             Some(session) => session,
-            None => {
-                let options = ModelOptions { cuda_graph: false, ..self.options.clone() };
-                build_session(self.runtime, &options, self.prepacked.as_ref()).map_err(load_error)?
-            }
+            None => build_session(self.runtime, &self.options.without_graph(), self.prepacked.as_ref())
+                .map_err(load_error)?,
         };
         Ok(InferenceSession::new(session, &self.info, max_batch))
     }

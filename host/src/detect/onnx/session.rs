@@ -334,9 +334,9 @@ impl InferenceSession {
                 return timing;
             }
             let decoded = Instant::now();
+            // The bound output's shape is fixed: read it in place, no copy.
             let (shape, data) = graph.host_output.extract_tensor();
-            let shape = shape.to_vec();
-            decode_slots(&mut self.decoder, &self.slots, &self.transforms, options, &shape, data, results);
+            decode_slots(&mut self.decoder, &self.slots, &self.transforms, options, shape, data, results);
             timing.decode = decoded.elapsed();
             return timing;
         }
