@@ -11,6 +11,10 @@
 #   - a Python venv with the `onnx` package, which builds the small test
 #     graphs of tests/fixtures/onnx/.
 # `--gpu` also fetches onnxruntime-gpu 1.31.1 (CUDA 13; a 255 MB wheel).
+# `--fp16` also writes yolov12n-fp16.onnx beside the model: the same weights
+# in half precision (onnxconverter-common's float16 conversion, inputs and
+# outputs kept float32 so dshost feeds it like the original), for GPUs, where
+# half-precision kernels run on the tensor cores.
 # Idempotent: what is in the cache with the right checksum is kept.
 # Prints NAME=PATH lines on stdout (logs on stderr); fails with a message
 # naming what could not be fetched.
@@ -54,12 +58,16 @@ motorcycle_left.png:db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd4
 rocket.jpg:c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c"
 # The onnx package and what it needs, pinned.
 ONNX_PIP=(onnx==1.20.1 numpy==2.4.6 protobuf==7.36.2 ml_dtypes==0.7.0 typing_extensions==4.16.0)
+# What --fp16 adds to that venv, pinned.
+FP16_PIP=(onnxconverter-common==1.16.0 packaging==25.0)
 
 gpu=false
+fp16=false
 for arg in "$@"; do
   case "$arg" in
     --gpu) gpu=true ;;
-    *) fail "unknown option $arg (usage: fetch-models.sh [--gpu])" ;;
+    --fp16) fp16=true ;;
+    *) fail "unknown option $arg (usage: fetch-models.sh [--gpu] [--fp16])" ;;
   esac
 done
 
@@ -205,9 +213,36 @@ if ! "$venv/bin/python" -c "import onnx, sys; sys.exit(onnx.__version__ != '1.20
   "$venv/bin/python" -m pip install --quiet "${ONNX_PIP[@]}" >&2 || fail "cannot install ${ONNX_PIP[*]} from PyPI"
 fi
 
+# --- the half-precision model (--fp16) ------------------------------------
+model16="$cache/models/yolov12n-fp16.onnx"
+if $fp16; then
+  if ! "$venv/bin/python" -c "import onnxconverter_common" >/dev/null 2>&1; then
+    log "adding ${FP16_PIP[*]} to $venv"
+    "$venv/bin/python" -m pip install --quiet "${FP16_PIP[@]}" >&2 || fail "cannot install ${FP16_PIP[*]} from PyPI"
+  fi
+  # Rebuilt when older than the model it comes from; the conversion is
+  # deterministic, so a rebuild gives the same file.
+  if [ ! -s "$model16" ] || [ "$model16" -ot "$model" ]; then
+    log "converting $model to half precision"
+    "$venv/bin/python" - "$model" "$work/yolov12n-fp16.onnx" >&2 <<'PY' || fail "the float16 conversion of $model failed"
+import sys
+import onnx
+from onnxconverter_common import float16
+model = onnx.load(sys.argv[1])
+# keep_io_types: the graph casts its float32 input to half and its output
+# back, so the caller's tensors do not change.
+half = float16.convert_float_to_float16(model, keep_io_types=True)
+onnx.checker.check_model(half)
+onnx.save(half, sys.argv[2])
+PY
+    mv "$work/yolov12n-fp16.onnx" "$model16"
+  fi
+fi
+
 echo "DSHOST_ORT_LIB=$ort_dir/libonnxruntime.so.$ORT_VERSION"
 if $gpu; then echo "DSHOST_ORT_GPU_LIB=$cache/onnxruntime/$ORT_VERSION-gpu/libonnxruntime.so.$ORT_VERSION"; fi
 echo "DSHOST_DEMO_MODEL=$model"
+if $fp16; then echo "DSHOST_DEMO_MODEL_FP16=$model16"; fi
 echo "DSHOST_VTEST=$vtest"
 echo "DSHOST_PHOTOS=$photos"
 echo "DSHOST_ONNX_PYTHON=$venv/bin/python"
