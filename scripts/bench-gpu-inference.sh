@@ -18,6 +18,9 @@
 # instead (the one-GPU baseline of a scaling run), and the utilisation
 # columns show each GPU (g0 mean / max; g1 ...). CUDA_GRAPH=1 sets
 # `pipeline.onnx.cuda_graph: true` (each worker replays a captured graph).
+# The frame-to-alert column is each source's latency from the frame leaving
+# the decoder (appsink) to its strategies' results, alerts handed to the
+# alert stage (median of the sources' p50, highest p99).
 # REALTIME=1 plays each source at the clip's frame rate (`realtime: true`,
 # like a camera) instead of as fast as it decodes: the latency columns are
 # then a camera's frame-to-result latency.
@@ -35,8 +38,8 @@ graph="false"
 [ "${CUDA_GRAPH:-0}" = 1 ] && graph="true"
 mkdir -p "$out"
 
-printf '| N | per-source FPS min / median | total FPS | GPU util mean / max %% | NVDEC util mean / max %% | CPU ms/frame | inference ms p50 / p99 (frame) | run ms p50 / p99 | batch sizes | objects/frame | frames |\n'
-printf '|---|---|---:|---|---|---:|---|---|---|---:|---|\n'
+printf '| N | per-source FPS min / median | total FPS | GPU util mean / max %% | NVDEC util mean / max %% | CPU ms/frame | inference ms p50 / p99 (frame) | frame-to-alert ms p50 / p99 | run ms p50 / p99 | batch sizes | objects/frame | frames, dropped |\n'
+printf '|---|---|---:|---|---|---:|---|---|---|---|---:|---|\n'
 for n in "${counts[@]}"; do
   tag="$provider-w$workers-g$graph-rt${REALTIME:-0}-n$n"
   config="$out/config-$tag.yaml"
@@ -76,7 +79,7 @@ out, tag, n = sys.argv[1:]
 try:
     summary = json.load(open(f"{out}/summary-{tag}.json"))
 except (OSError, ValueError) as e:
-    print(f"| {n} | run failed: {e} (see log-{tag}.txt) | | | | | | | | | |")
+    print(f"| {n} | run failed: {e} (see log-{tag}.txt) | | | | | | | | | | |")
     sys.exit(0)
 sources = summary["sources"]
 fps = sorted(s.get("mean_fps") or 0.0 for s in sources)
@@ -95,6 +98,9 @@ except OSError:
 inf = summary.get("inference") or {}
 lat50 = statistics.median([s["latency_ms_p50"] or 0 for s in inf.get("sources", [])] or [0])
 lat99 = max([s["latency_ms_p99"] or 0 for s in inf.get("sources", [])] or [0])
+dropped = sum(sum(s["frames_dropped"].values()) for s in sources)
+alert50 = statistics.median([s.get("latency_ms_p50") or 0 for s in sources] or [0])
+alert99 = max([s.get("latency_ms_p99") or 0 for s in sources] or [0])
 batches = ", ".join(f"{size}x{runs}" for size, runs in inf.get("batch_sizes", []))
 def util(per_gpu):
     if not per_gpu:
@@ -105,8 +111,8 @@ def util(per_gpu):
     return "; ".join(f"g{index} {cell}" for index, cell in zip(sorted(per_gpu), cells))
 total = f"{frames / longest:.0f}" if longest > 0 else "-"
 print(f"| {n} | {fps[0]:.1f} / {statistics.median(fps):.1f} | {total} | {util(gpu)} | {util(dec)} | "
-      f"{(user + system) / max(frames, 1) * 1e3:.2f} | {lat50:.1f} / {lat99:.1f} | "
+      f"{(user + system) / max(frames, 1) * 1e3:.2f} | {lat50:.1f} / {lat99:.1f} | {alert50:.1f} / {alert99:.1f} | "
       f"{inf.get('inference_ms_p50') or 0:.1f} / {inf.get('inference_ms_p99') or 0:.1f} | {batches} | "
-      f"{objects / max(frames, 1):.1f} | {frames} |")
+      f"{objects / max(frames, 1):.1f} | {frames}, {dropped} dropped |")
 PY
 done

@@ -14,6 +14,15 @@ pub const DURATION_BUCKETS: [f64; 16] =
 pub const INFERENCE_BUCKETS: [f64; 14] =
     [1e-3, 2.5e-3, 5e-3, 1e-2, 2e-2, 3.5e-2, 5e-2, 7.5e-2, 0.1, 0.15, 0.25, 0.5, 1.0, 5.0];
 
+/// Buckets for a frame's latency from capture to its strategies' results
+/// (100 us to 5 s): without a detector a frame takes well under a
+/// millisecond, with a GPU detector a few to tens of ms, on a CPU hundreds.
+/// Bounds at 35, 50 and 75 ms so a "p99 under 50 ms" reads off a bucket edge
+/// instead of an interpolation across 20-100 ms.
+pub const FRAME_LATENCY_BUCKETS: [f64; 19] = [
+    1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2e-2, 3.5e-2, 5e-2, 7.5e-2, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// A fixed-bucket histogram (Prometheus style, cumulative on export).
 #[derive(Debug)]
 pub struct Histogram {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::metrics::Histogram;
+use crate::metrics::{Histogram, FRAME_LATENCY_BUCKETS};
 
 /// Lifecycle of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -90,7 +90,7 @@ impl Default for SourceMetrics {
             detections: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             strategy_ns: AtomicU64::new(0),
-            latency: Histogram::default(),
+            latency: Histogram::with_buckets(&FRAME_LATENCY_BUCKETS),
             last_frame_ns: AtomicU64::new(0),
             fps_bits: AtomicU64::new(0),
             state: AtomicU8::new(SourceState::Starting as u8),
