@@ -21,7 +21,7 @@ use dshost::strategy::{RecoveryPolicy, SandboxLimits};
 
 fn main() -> ExitCode {
     // Before any thread exists, so no arena is created above the cap.
-    dshost::runtime::memory::limit_arenas();
+    dshost::runtime::memory::tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.global.log_format);
     match run(cli) {

@@ -16,6 +16,15 @@
 //! rather than a Rust global allocator (mimalloc, jemalloc) because most of
 //! the bytes are GStreamer's frames, allocated by C through glibc `malloc`,
 //! which a Rust allocator would never see.
+//!
+//! With the arenas capped, the hour's mapping dumps showed the main arena
+//! (`[heap]`) swinging by 50 MB and drifting: frames (hundreds of KiB each)
+//! were carved out of the heap because glibc raises its mmap threshold
+//! every time a large mmap'ed block is freed, up to 32 MiB, after which
+//! every frame comes from the heap and freed frames leave holes that a trim
+//! cannot return. Setting the threshold fixes it (and turns the dynamic
+//! adjustment off): blocks of 128 KiB and more are mapped on their own and
+//! unmapped when freed, so RSS follows what is live.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,26 +39,53 @@ pub const TRIM_EVERY: Duration = Duration::from_secs(60);
 /// without taking an arena lock.
 pub const DEFAULT_ARENA_MAX: i32 = 2;
 
-/// Caps glibc's malloc arenas unless `MALLOC_ARENA_MAX` is set. Call first
-/// thing in `main`: arenas already created stay. Returns the cap applied.
-pub fn limit_arenas() -> Option<i32> {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-        return None;
-    }
-    apply_arena_max(DEFAULT_ARENA_MAX)
+/// Allocations from this size on are mapped on their own when the operator
+/// has not chosen (`MALLOC_MMAP_THRESHOLD_`, or `GLIBC_TUNABLES`, which
+/// glibc reads itself). glibc's own starting value, kept fixed.
+pub const DEFAULT_MMAP_THRESHOLD: i32 = 128 * 1024;
+
+/// What [`tune_allocator`] applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocatorTuning {
+    pub arena_max: Option<i32>,
+    pub mmap_threshold: Option<i32>,
 }
 
-fn apply_arena_max(max: i32) -> Option<i32> {
+/// Caps glibc's malloc arenas unless `MALLOC_ARENA_MAX` is set, and fixes
+/// the mmap threshold unless `MALLOC_MMAP_THRESHOLD_` is set (neither when
+/// `GLIBC_TUNABLES` is: the operator tunes glibc). Call first thing in
+/// `main`: arenas already created stay.
+pub fn tune_allocator() -> AllocatorTuning {
+    let operator = |name: &str| std::env::var_os(name).is_some() || std::env::var_os("GLIBC_TUNABLES").is_some();
+    AllocatorTuning {
+        arena_max: if operator("MALLOC_ARENA_MAX") { None } else { set(M_ARENA_MAX, DEFAULT_ARENA_MAX) },
+        mmap_threshold: if operator("MALLOC_MMAP_THRESHOLD_") {
+            None
+        } else {
+            set(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD)
+        },
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+use libc::{M_ARENA_MAX, M_MMAP_THRESHOLD};
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+const M_ARENA_MAX: i32 = 0;
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+const M_MMAP_THRESHOLD: i32 = 0;
+
+/// One `mallopt`; the value when glibc accepted it.
+fn set(option: i32, value: i32) -> Option<i32> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallopt only changes a malloc tunable; it is thread-safe and
         // takes no pointers.
-        let ok = unsafe { libc::mallopt(libc::M_ARENA_MAX, max) };
+        let ok = unsafe { libc::mallopt(option, value) };
         if ok == 1 {
-            return Some(max);
+            return Some(value);
         }
     }
-    let _ = max;
+    let _ = (option, value);
     None
 }
 
@@ -82,10 +118,36 @@ mod tests {
 
     #[test]
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    fn glibc_accepts_the_arena_cap() {
+    fn glibc_accepts_the_arena_cap_and_the_mmap_threshold() {
         // glibc's mallopt returns 1 on success; a rejected value would mean
-        // the cap silently did nothing.
-        assert_eq!(apply_arena_max(DEFAULT_ARENA_MAX), Some(DEFAULT_ARENA_MAX));
+        // the setting silently did nothing.
+        assert_eq!(set(M_ARENA_MAX, DEFAULT_ARENA_MAX), Some(DEFAULT_ARENA_MAX));
+        assert_eq!(set(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD), Some(DEFAULT_MMAP_THRESHOLD));
+    }
+
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn a_fixed_threshold_maps_a_frame_sized_block_on_its_own() {
+        // glibc marks a chunk it mapped by itself with IS_MMAPPED (bit 1 of
+        // the size word just before the pointer). After a large mapped
+        // block is freed, glibc's dynamic threshold would serve the next one
+        // of that size from the heap; with the threshold fixed it maps it.
+        assert_eq!(set(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD), Some(DEFAULT_MMAP_THRESHOLD));
+        let frame = 640 * 360 * 3;
+        let is_mapped = |p: *mut libc::c_void| {
+            // SAFETY: reads the allocator's size word of a live malloc'ed block.
+            let size_word = unsafe { *(p as *const usize).sub(1) };
+            size_word & 2 != 0
+        };
+        for _ in 0..3 {
+            // SAFETY: plain malloc/free of a block we own.
+            unsafe {
+                let p = libc::malloc(frame);
+                assert!(!p.is_null());
+                assert!(is_mapped(p), "a {frame}-byte block came from the heap");
+                libc::free(p);
+            }
+        }
     }
 
     #[test]
