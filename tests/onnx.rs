@@ -676,3 +676,72 @@ fn a_symbolic_batch_that_does_not_run_falls_back_to_one_frame_per_run() {
     }
     assert_eq!(pool.metrics().batch_sizes(), [(1, 2)], "two concurrent runs of one frame");
 }
+
+#[test]
+fn a_static_batch_rewrite_of_the_demo_model_finds_each_slots_objects() {
+    // scripts/static-batch.py rewrites the batch-1 export's reshapes for a
+    // static batch of 3. Three different photos in one run: each slot must
+    // give its own photo's objects inside the hand-measured ranges of the
+    // single-photo tests above (a rewrite that mixed slots would move or
+    // lose them).
+    let dir = tempfile::tempdir().unwrap();
+    let rewritten = dir.path().join("yolov12n-b3.onnx");
+    let output = std::process::Command::new(&assets().python)
+        .arg(common::repo_root().join("scripts/static-batch.py"))
+        .arg(&assets().model)
+        .arg(&rewritten)
+        .arg("3")
+        .output()
+        .expect("cannot run the venv's python");
+    assert!(output.status.success(), "static-batch.py failed: {}", String::from_utf8_lossy(&output.stderr));
+    let model = OnnxModel::load(runtime(), &ModelOptions { threads: 0, ..options(rewritten, OnnxLabels::Auto) })
+        .expect("the rewritten model loads");
+    assert_eq!(model.info().batch, BatchCapability::Fixed { size: 3 });
+
+    let photos = ["astronaut.png", "chelsea.png", "motorcycle_left.png"];
+    let decoded: Vec<_> = photos
+        .iter()
+        .map(|photo| {
+            let path = assets().photos.join(photo);
+            let (_, source_width, source_height, _) = gst_rgb(&path, None);
+            let fit = model.fit_size(source_width, source_height);
+            let (pixels, width, height, stride) = gst_rgb(&path, Some(fit));
+            (pixels, width, height, stride, source_width, source_height)
+        })
+        .collect();
+    let frames: Vec<FrameRef> = decoded
+        .iter()
+        .map(|(pixels, width, height, stride, source_width, source_height)| FrameRef {
+            image: RgbImage { data: pixels, width: *width, height: *height, stride: *stride },
+            source_width: *source_width,
+            source_height: *source_height,
+        })
+        .collect();
+    let mut session = model.session(3).expect("session");
+    let mut results = Vec::new();
+    let timing = session.detect(&frames, &DecodeOptions::default(), &mut results);
+    assert_eq!(timing.frames, 3);
+    let named = |found: &[Detected]| -> Vec<(String, f32, [f32; 4])> {
+        found
+            .iter()
+            .map(|d| {
+                let label = model.labels()[d.class_id as usize].clone();
+                (label, d.confidence, [d.left, d.top, d.left + d.width, d.top + d.height])
+            })
+            .collect()
+    };
+    let slots: Vec<_> = results.into_iter().map(|r| named(&r.expect("every slot runs"))).collect();
+    assert_eq!(slots.len(), 3);
+    assert_box("astronaut", &slots[0], "person", (0.68, 0.92), [(0.0, 30.0), (5.0, 35.0), (340.0, 390.0), (490.0, 512.0)]);
+    assert_eq!(slots[0][0].0, "person", "{:?}", slots[0]);
+    assert_box("chelsea", &slots[1], "cat", (0.70, 0.94), [(0.0, 30.0), (0.0, 30.0), (350.0, 451.0), (270.0, 300.0)]);
+    assert_eq!(slots[1][0].0, "cat");
+    assert_box(
+        "motorcycle",
+        &slots[2],
+        "motorcycle",
+        (0.78, 1.0),
+        [(85.0, 135.0), (50.0, 95.0), (665.0, 705.0), (435.0, 475.0)],
+    );
+    assert_eq!(slots[2][0].0, "motorcycle");
+}

@@ -239,12 +239,15 @@ fn throughput(model: &OnnxModel, counts: &[usize], seconds: f64) -> Result<()> {
     let image = vec![114u8; pre.input_width as usize * pre.input_height as usize * 3];
     let decode = DecodeOptions::default();
     let mut out = std::io::stdout().lock();
-    writeln!(out, "| threads (session each) | images/s | run ms p50 | run ms p99 |")?;
+    // A static batch of N runs N images a time: fill every slot (they are
+    // processed either way) and count them all.
+    let per_run = model.info().batch.frames_per_run(1);
+    writeln!(out, "| threads (session each) | images/s ({per_run} per run) | run ms p50 | run ms p99 |")?;
     writeln!(out, "|---:|---:|---:|---:|")?;
     for &count in counts.iter().filter(|&&c| c > 0) {
         let mut sessions = Vec::new();
         for _ in 0..count {
-            sessions.push(model.session(1)?);
+            sessions.push(model.session(per_run)?);
         }
         let (image, decode) = (&image, &decode);
         // Every session warms up first (a CUDA session's first run picks its
@@ -262,17 +265,18 @@ fn throughput(model: &OnnxModel, counts: &[usize], seconds: f64) -> Result<()> {
                             source_width: pre.input_width,
                             source_height: pre.input_height,
                         };
+                        let frames = vec![frame; per_run];
                         let mut results = Vec::new();
                         // On this thread: ONNX Runtime keeps a graph per thread.
                         if let Err(error) = session.capture() {
                             eprintln!("cannot capture a CUDA graph: {error}");
                         }
-                        session.detect(&[frame], decode, &mut results); // warm-up
+                        session.detect(&frames, decode, &mut results); // warm-up
                         start.wait();
                         let deadline = std::time::Instant::now() + span;
                         let mut times = Vec::new();
                         while std::time::Instant::now() < deadline {
-                            times.push(session.detect(&[frame], decode, &mut results).inference);
+                            times.push(session.detect(&frames, decode, &mut results).inference);
                         }
                         times
                     })
@@ -283,7 +287,8 @@ fn throughput(model: &OnnxModel, counts: &[usize], seconds: f64) -> Result<()> {
         times.sort();
         let at = |q: f64| times.get(((times.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or_default();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        writeln!(out, "| {count} | {:.0} | {:.2} | {:.2} |", times.len() as f64 / seconds, ms(at(0.5)), ms(at(0.99)))?;
+        let images = (times.len() * per_run) as f64;
+        writeln!(out, "| {count} | {:.0} | {:.2} | {:.2} |", images / seconds, ms(at(0.5)), ms(at(0.99)))?;
     }
     Ok(())
 }
