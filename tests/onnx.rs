@@ -732,7 +732,13 @@ fn a_static_batch_rewrite_of_the_demo_model_finds_each_slots_objects() {
     };
     let slots: Vec<_> = results.into_iter().map(|r| named(&r.expect("every slot runs"))).collect();
     assert_eq!(slots.len(), 3);
-    assert_box("astronaut", &slots[0], "person", (0.68, 0.92), [(0.0, 30.0), (5.0, 35.0), (340.0, 390.0), (490.0, 512.0)]);
+    assert_box(
+        "astronaut",
+        &slots[0],
+        "person",
+        (0.68, 0.92),
+        [(0.0, 30.0), (5.0, 35.0), (340.0, 390.0), (490.0, 512.0)],
+    );
     assert_eq!(slots[0][0].0, "person", "{:?}", slots[0]);
     assert_box("chelsea", &slots[1], "cat", (0.70, 0.94), [(0.0, 30.0), (0.0, 30.0), (350.0, 451.0), (270.0, 300.0)]);
     assert_eq!(slots[1][0].0, "cat");
