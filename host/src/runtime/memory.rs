@@ -126,31 +126,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    fn a_fixed_threshold_maps_a_frame_sized_block_on_its_own() {
-        // glibc marks a chunk it mapped by itself with IS_MMAPPED (bit 1 of
-        // the size word just before the pointer). After a large mapped
-        // block is freed, glibc's dynamic threshold would serve the next one
-        // of that size from the heap; with the threshold fixed it maps it.
-        assert_eq!(set(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD), Some(DEFAULT_MMAP_THRESHOLD));
-        let frame = 640 * 360 * 3;
-        let is_mapped = |p: *mut libc::c_void| {
-            // SAFETY: reads the allocator's size word of a live malloc'ed block.
-            let size_word = unsafe { *(p as *const usize).sub(1) };
-            size_word & 2 != 0
-        };
-        for _ in 0..3 {
-            // SAFETY: plain malloc/free of a block we own.
-            unsafe {
-                let p = libc::malloc(frame);
-                assert!(!p.is_null());
-                assert!(is_mapped(p), "a {frame}-byte block came from the heap");
-                libc::free(p);
-            }
-        }
-    }
-
-    #[test]
     fn the_trimmer_stops_when_told() {
         release_free_memory();
         let stop = Arc::new(AtomicBool::new(false));
