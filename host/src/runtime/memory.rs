@@ -46,26 +46,17 @@ pub const DEFAULT_ARENA_MAX: i32 = 2;
 /// glibc reads itself). glibc's own starting value, kept fixed.
 pub const DEFAULT_MMAP_THRESHOLD: i32 = 128 * 1024;
 
-/// What [`tune_allocator`] applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AllocatorTuning {
-    pub arena_max: Option<i32>,
-    pub mmap_threshold: Option<i32>,
-}
-
 /// Caps glibc's malloc arenas unless `MALLOC_ARENA_MAX` is set, and fixes
 /// the mmap threshold unless `MALLOC_MMAP_THRESHOLD_` is set (neither when
 /// `GLIBC_TUNABLES` is: the operator tunes glibc). Call first thing in
 /// `main`: arenas already created stay.
-pub fn tune_allocator() -> AllocatorTuning {
+pub fn tune_allocator() {
     let operator = |name: &str| std::env::var_os(name).is_some() || std::env::var_os("GLIBC_TUNABLES").is_some();
-    AllocatorTuning {
-        arena_max: if operator("MALLOC_ARENA_MAX") { None } else { set(M_ARENA_MAX, DEFAULT_ARENA_MAX) },
-        mmap_threshold: if operator("MALLOC_MMAP_THRESHOLD_") {
-            None
-        } else {
-            set(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD)
-        },
+    if !operator("MALLOC_ARENA_MAX") {
+        set(M_ARENA_MAX, DEFAULT_ARENA_MAX);
+    }
+    if !operator("MALLOC_MMAP_THRESHOLD_") {
+        set(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD);
     }
 }
 
