@@ -311,7 +311,17 @@ impl<T: Send + 'static> InferencePool<T> {
         pacing: Pacing,
         on_result: impl Fn(InferenceResult<T>) + Send + Sync + 'static,
     ) -> SourceHandle<T> {
-        let depth = self.shared.options.queue_depth.max(1);
+        // A file waits for room instead of dropping, so a deeper queue costs
+        // it only buffers (allocated on use) and lets one source fill a whole
+        // batch: with `queue_depth` frames a source could not keep more
+        // than that many in flight, and many workers on few sources ran
+        // partial batches. A camera keeps `queue_depth`: under overload a
+        // deeper queue would only add latency before the oldest is dropped.
+        let options = &self.shared.options;
+        let depth = match pacing {
+            Pacing::Live => options.queue_depth.max(1),
+            Pacing::Unpaced { .. } => options.queue_depth.max(options.max_batch).max(1),
+        };
         let slot = Arc::new(SourceSlot {
             id: Arc::from(id),
             pacing,
@@ -837,6 +847,36 @@ mod tests {
         let runs = runs.lock().unwrap().clone();
         assert_eq!(runs, vec![vec![1u8], vec![10, 20, 30, 11], vec![21]]);
         assert_eq!(pool.metrics().batch_sizes(), [(1, 2), (4, 1)]);
+    }
+
+    #[test]
+    fn an_unpaced_source_fills_a_whole_batch_alone() {
+        let gate = Arc::new((Mutex::new(0), Condvar::new()));
+        let options = PoolOptions { max_batch: 4, max_wait: Duration::from_millis(200), queue_depth: 2 };
+        let (pool, runs, entered) = pool(1, 4, options, Some(gate.clone()));
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let a = source(&pool, "a", Pacing::Unpaced { stop: stop.clone() }, &tx);
+        a.submit(frame(1, 1));
+        wait_until(|| entered.load(Ordering::SeqCst) == 1);
+        // The worker is held in frame 1's run: four more frames queue
+        // (max_batch, above queue_depth) on a thread of their own, since a
+        // fifth would wait for room.
+        let feeder = std::thread::spawn(move || {
+            for tag in 2..=5u8 {
+                assert_eq!(a.submit(frame(tag, u32::from(tag))), Submitted::Queued);
+            }
+            a
+        });
+        wait_until(|| feeder.is_finished());
+        release(&gate, 2);
+        for _ in 0..5 {
+            let (_, context, result) = recv(&rx);
+            assert_eq!(result, Ok(context));
+        }
+        assert_eq!(runs.lock().unwrap().clone(), vec![vec![1u8], vec![2, 3, 4, 5]]);
+        stop.store(true, Ordering::Release);
+        drop(feeder.join());
     }
 
     #[test]
