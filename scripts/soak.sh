@@ -14,6 +14,11 @@
 #
 # Output in target/soak/ (DSHOST_SOAK_OUT): samples.csv, report.md, soak.png,
 # dshost.log, alerts.jsonl, received.jsonl (what the MQTT subscriber got).
+#
+# DSHOST_SOAK_SNAPSHOT_MIB sets the snapshots' disk cap (`max_mib`, default
+# dshost's 1024): the store's index grows by one entry a picture until the
+# cap, so a small cap fills it within the warm-up. DSHOST_SOAK_HEAPTRACK=FILE
+# runs dshost under heaptrack (an allocation profile by call site; slow).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -103,6 +108,7 @@ strategies:
 recovery: {initial_backoff_ms: 200, max_backoff_ms: 2000, watchdog_seconds: 5}
 alerts:
   throttle: {cooldown_seconds: 5}
+  snapshots: {max_mib: ${DSHOST_SOAK_SNAPSHOT_MIB:-1024}}
   shutdown_grace_seconds: 10
   sinks:
     - {type: jsonl, path: $out/alerts.jsonl}
@@ -126,8 +132,18 @@ mosquitto_sub -h 127.0.0.1 -p "$mqtt_port" -t 'soak/#' -q 1 -c -i dshost-soak -F
 pids+=($!)
 sleep 1
 
-RUST_LOG=info "$dshost" --data-dir "$out/data" run --config "$out/soak.yaml" >"$out/dshost.log" 2>&1 &
-dshost_pid=$!
+wrapper=()
+[ -n "${DSHOST_SOAK_HEAPTRACK:-}" ] && wrapper=(heaptrack -o "$DSHOST_SOAK_HEAPTRACK")
+RUST_LOG=info "${wrapper[@]}" "$dshost" --data-dir "$out/data" run --config "$out/soak.yaml" >"$out/dshost.log" 2>&1 &
+dshost_job=$!
+dshost_pid=$dshost_job
+# Under a wrapper, dshost is its child: sample that process.
+for _ in $(seq 1 100); do
+  [ "${#wrapper[@]}" -eq 0 ] && break
+  child="$(pgrep -P "$dshost_job" -x dshost || true)"
+  [ -n "$child" ] && dshost_pid="$child" && break
+  sleep 0.1
+done
 echo "soak: dshost pid $dshost_pid for $duration s (mqtt :$mqtt_port, rtsp :$rtsp_port); output in $out"
 # RSS split into anonymous memory (heap, stacks, mmaps) and mapped files
 # (libraries, the journal if SQLite maps it): a slope in one of them says
@@ -197,7 +213,7 @@ done
 sample "$duration"
 mappings "$duration"
 kill -INT "$dshost_pid"
-wait "$dshost_pid" || echo "soak: dshost exited with $?" >&2
+wait "$dshost_job" || echo "soak: dshost exited with $?" >&2
 sleep 3 # the subscriber's last messages
 kill "${pids[@]}" 2>/dev/null || true
 "$dshost" --data-dir "$out/data" alerts list --json >"$out/journal.jsonl"
