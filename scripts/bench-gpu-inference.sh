@@ -20,6 +20,7 @@
 # `pipeline.onnx.cuda_graph: true` (each worker replays a captured graph).
 # MAX_BATCH=N sets `max_batch` (frames of several sources per run; a model
 # with a static batch of N, e.g. from scripts/static-batch.py, runs N always).
+# MAX_WAIT_MS sets `max_wait_ms` (default 10), how long a run waits to fill.
 # The frame-to-alert column is each source's latency from the frame leaving
 # the decoder (appsink) to its strategies' results, alerts handed to the
 # alert stage (median of the sources' p50, highest p99).
@@ -50,7 +51,7 @@ for n in "${counts[@]}"; do
     echo "  decoder: gpu"
     echo "  detector: onnx"
     echo "  queue_depth: 64"
-    echo "  onnx: { model: \"$model\", provider: $provider, workers: $workers, max_batch: ${MAX_BATCH:-1}, threads: ${THREADS:-1}, cuda_graph: $graph }"
+    echo "  onnx: { model: \"$model\", provider: $provider, workers: $workers, max_batch: ${MAX_BATCH:-1}, max_wait_ms: ${MAX_WAIT_MS:-10}, threads: ${THREADS:-1}, cuda_graph: $graph }"
     echo "alerts:"
     echo "  snapshots: { enabled: false }"
     echo "  sinks: [ { type: jsonl, path: \"$out/alerts-$tag.jsonl\" } ]"
