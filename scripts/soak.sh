@@ -18,7 +18,10 @@
 # DSHOST_SOAK_SNAPSHOT_MIB sets the snapshots' disk cap (`max_mib`, default
 # dshost's 1024): the store's index grows by one entry a picture until the
 # cap, so a small cap fills it within the warm-up. DSHOST_SOAK_HEAPTRACK=FILE
-# runs dshost under heaptrack (an allocation profile by call site; slow).
+# runs dshost under heaptrack (an allocation profile by call site; slow). On
+# Debian 12's heaptrack 1.4 the full soak deadlocked after 4 minutes (a
+# thread's dlopen of an NSS module held the loader lock while heaptrack's
+# malloc hook waited for it in another thread): good for short runs only.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
