@@ -10,8 +10,10 @@
 //! - [`preprocess`]: letterbox/stretch into the NCHW input, and back.
 //! - [`decode`] and [`nms`]: output tensors to boxes in source pixels.
 //! - [`session`]: one session with its buffers; [`pool`]: the workers,
-//!   batching and per-source queues; [`metrics`]: what they count.
+//!   batching and per-source queues; [`metrics`]: what they count; `cuda`:
+//!   the copies of a session that replays a CUDA graph.
 
+mod cuda;
 pub mod decode;
 pub mod detector;
 pub mod format;

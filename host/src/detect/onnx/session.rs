@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::cuda::{self, CopyMode, CopyStream};
 use super::decode::{DecodeError, DecodeOptions, Decoder};
 use super::model::{BatchCapability, ModelInfo};
 use super::preprocess::{Preprocess, PreprocessError, RgbImage, Transform};
@@ -56,6 +57,10 @@ struct GraphIo {
     device_input: ort::value::Tensor<f32>,
     device_output: ort::value::Tensor<f32>,
     host_output: ort::value::Tensor<f32>,
+    device_id: u32,
+    copies: CopyMode,
+    /// Made on the first run, on the worker's own thread.
+    stream: Option<CopyStream>,
 }
 
 impl GraphIo {
@@ -89,87 +94,53 @@ impl GraphIo {
         let mut binding = session.create_binding()?;
         binding.bind_input(input_name, &device_input)?;
         binding.bind_output(output_name, &mut device_output)?;
-        Ok(GraphIo { binding, host_input, device_input, device_output, host_output })
+        Ok(GraphIo {
+            binding,
+            host_input,
+            device_input,
+            device_output,
+            host_output,
+            device_id,
+            copies: CopyMode::current(),
+            stream: None,
+        })
     }
 
     /// Host input -> device, the graph, device output -> host.
     fn run(&mut self, session: &mut ort::session::Session) -> Result<(), ort::Error> {
-        let cuda = cuda_runtime().map_err(ort::Error::new)?;
+        let cuda = cuda::runtime().map_err(ort::Error::new)?;
         let bytes = |t: &ort::value::Tensor<f32>| t.shape().iter().product::<i64>().max(0) as usize * 4;
         let (input, output) = (bytes(&self.host_input), bytes(&self.host_output));
+        if self.copies == CopyMode::Stream && self.stream.is_none() {
+            self.stream = Some(cuda.stream(self.device_id)?);
+        }
+        // None: legacy copies (no stream is made for them).
+        let stream = self.stream.as_ref();
         // SAFETY: both tensors of a pair have the same shape (made together
-        // in `new`), so `bytes` stays inside each; the copy is synchronous,
-        // so the run sees the whole input and the host output is complete on
-        // return.
+        // in `new`), so `bytes` stays inside each. Each copy is waited for
+        // before the next step: the run sees the whole input (ONNX Runtime's
+        // stream is not ordered after ours), and the host output is complete
+        // on return (the run waits for its own stream before returning).
         unsafe {
-            cuda.copy(self.device_input.data_ptr_mut(), self.host_input.data_ptr(), input)?;
+            let (device_input, host_input) = (self.device_input.data_ptr_mut(), self.host_input.data_ptr());
+            match stream {
+                Some(stream) => stream.copy(device_input, host_input, input)?,
+                None => cuda.copy_legacy(device_input, host_input, input)?,
+            }
             session.run_binding(&self.binding)?;
-            cuda.copy(self.host_output.data_ptr_mut(), self.device_output.data_ptr(), output)
+            let (host_output, device_output) = (self.host_output.data_ptr_mut(), self.device_output.data_ptr());
+            match stream {
+                Some(stream) => stream.copy(host_output, device_output, output),
+                None => cuda.copy_legacy(host_output, device_output, output),
+            }
         }
     }
 }
 
 /// Whether a CUDA graph session can copy its frames: the CUDA runtime
-/// library is found (see [`cuda_runtime`]); otherwise why not.
+/// library is found (see [`cuda::runtime`]); otherwise why not.
 pub(crate) fn graph_copies_available() -> Result<(), String> {
-    cuda_runtime().map(|_| ())
-}
-
-/// CUDA's own `cudaMemcpy`, from the runtime library ONNX Runtime's CUDA
-/// provider has already loaded. Not `ort`'s `Tensor::copy_into`: it runs an
-/// identity model whose sessions sit behind one process-wide lock (every
-/// worker's copies in series), and on the H200 its pinned-to-device copy
-/// failed outright (`GPUDataTransfer::CopyTensorAsync: dst_data != src_data`).
-struct CudaRuntime {
-    memcpy: unsafe extern "C" fn(*mut std::ffi::c_void, *const std::ffi::c_void, usize, i32) -> i32,
-    _library: libloading::Library,
-}
-
-impl CudaRuntime {
-    /// # Safety
-    /// `dst` and `src` must be valid for `bytes` (host or device memory).
-    unsafe fn copy(
-        &self,
-        dst: *mut std::ffi::c_void,
-        src: *const std::ffi::c_void,
-        bytes: usize,
-    ) -> Result<(), ort::Error> {
-        // cudaMemcpyDefault: the direction follows from the pointers (UVA).
-        const DEFAULT: i32 = 4;
-        match (self.memcpy)(dst, src, bytes, DEFAULT) {
-            0 => Ok(()),
-            code => Err(ort::Error::new(format!("cudaMemcpy of {bytes} bytes failed (cudaError {code})"))),
-        }
-    }
-}
-
-fn cuda_runtime() -> Result<&'static CudaRuntime, String> {
-    static RUNTIME: std::sync::OnceLock<Option<CudaRuntime>> = std::sync::OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            ["libcudart.so.13", "libcudart.so.12", "libcudart.so"].into_iter().find_map(|name| {
-                // SAFETY: libcudart's initialisers are safe to run; the
-                // provider loaded the same library into this process already.
-                let library = unsafe { libloading::Library::new(name) }.ok()?;
-                // SAFETY: the signature is cudaMemcpy's (cuda_runtime_api.h).
-                let memcpy = unsafe {
-                    library
-                        .get::<unsafe extern "C" fn(*mut std::ffi::c_void, *const std::ffi::c_void, usize, i32) -> i32>(
-                            b"cudaMemcpy\0",
-                        )
-                }
-                .ok()
-                .map(|symbol| *symbol)?;
-                tracing::debug!(library = name, "CUDA graph copies through cudaMemcpy");
-                Some(CudaRuntime { memcpy, _library: library })
-            })
-        })
-        .as_ref()
-        .ok_or_else(|| {
-            "the CUDA runtime library (libcudart.so.13 or .12) is not on the library path; it ships with CUDA and \
-             the nvidia-cuda-runtime wheel"
-                .to_string()
-        })
+    cuda::runtime().map(|_| ())
 }
 
 /// Runs before a graph session serves frames: ONNX Runtime's CUDA provider
