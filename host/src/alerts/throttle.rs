@@ -114,6 +114,12 @@ pub struct Throttle {
 /// Cooldown entries kept before the first prune.
 const PRUNE_MIN: usize = 4096;
 
+/// How far a source's pts may go back before it counts as a new timeline:
+/// alerts of one source arrive in frame order, so any step back is a
+/// restart; a second of slack keeps a strategy's alert about an earlier
+/// frame (e.g. a loiter reported late) from being taken for one.
+const REWIND_NS: u64 = 1_000_000_000;
+
 impl Throttle {
     pub fn new(global: ThrottleConfig, per_strategy: BTreeMap<String, ThrottleConfig>) -> Self {
         Throttle {
@@ -152,6 +158,7 @@ impl Throttle {
     /// Passes an alert through; returns what to send now (nothing, the alert,
     /// or a collapsed burst that ended before it).
     pub fn admit(&mut self, mut alert: Alert, now: Instant) -> Vec<Alert> {
+        self.observe_pts(&alert.source, alert.pts_ns);
         let config = self.config(&alert.strategy).clone();
         let mut out = self.close_bursts(&alert.source, &alert.strategy, alert.pts_ns, &config);
         if alert.confidence < config.min_confidence {
@@ -207,8 +214,6 @@ impl Throttle {
             bucket.tokens -= 1.0;
         }
         self.last_sent_ns.insert(key, alert.pts_ns);
-        let latest = self.latest_pts.entry(alert.source.clone()).or_insert(0);
-        *latest = (*latest).max(alert.pts_ns);
         if self.last_sent_ns.len() >= self.prune_at {
             self.prune_cooldowns();
         }
@@ -216,10 +221,31 @@ impl Throttle {
         out
     }
 
+    /// Follows a source's newest pts. A pts well behind it starts a new
+    /// timeline (a looping file rewound, a camera reconnected): the old
+    /// timeline's cooldowns are dropped, as its times cannot be compared with
+    /// the new ones. Kept, they would stay forever (a looping file's newest
+    /// pts never passes the last seconds of the loop, so pruning never sees
+    /// them expire: the soak's memory slope), and a new object that reuses
+    /// an old id after a reconnect would be held back by the old one's.
+    fn observe_pts(&mut self, source: &str, pts_ns: u64) {
+        match self.latest_pts.get_mut(source) {
+            Some(latest) if pts_ns.saturating_add(REWIND_NS) < *latest => {
+                *latest = pts_ns;
+                self.last_sent_ns.retain(|(of, ..), _| of != source);
+            }
+            Some(latest) => *latest = (*latest).max(pts_ns),
+            None => {
+                self.latest_pts.insert(source.to_string(), pts_ns);
+            }
+        }
+    }
+
     /// Drops cooldown entries whose cooldown has passed: every tracked object
     /// gets an entry, and new object ids arrive for as long as dshost runs,
     /// so without this the map grows by every object ever alerted on. An
-    /// entry newer than its source's newest pts (the source restarted) stays.
+    /// entry newer than its source's newest pts (within the rewind slack of
+    /// [`Throttle::observe_pts`]) stays.
     fn prune_cooldowns(&mut self) {
         let (global, per_strategy, latest) = (&self.global, &self.per_strategy, &self.latest_pts);
         self.last_sent_ns.retain(|(source, strategy, _, _), last| {
@@ -339,6 +365,46 @@ mod tests {
         // An object within its cooldown is still held back after pruning.
         let last = 99_999u64;
         assert!(throttle.admit(alert(last * SECOND / 100 + SECOND, "person", Some(last), 0.9), now).is_empty());
+    }
+
+    #[test]
+    fn a_looping_file_keeps_only_its_current_loops_cooldowns() {
+        // A 10 s file looped 300 times (about 50 minutes), its pts back to 0
+        // at each loop; the tracker numbers objects on across loops, a new
+        // one every 100 ms, each alerted once.
+        let config = ThrottleConfig { cooldown_seconds: 5.0, ..ThrottleConfig::default() };
+        let mut throttle = Throttle::new(config, BTreeMap::new());
+        let now = Instant::now();
+        let mut id = 0u64;
+        for _loop in 0..300 {
+            for step in 0..100u64 {
+                id += 1;
+                let passed = throttle.admit(alert(step * SECOND / 10, "person", Some(id), 0.9), now);
+                assert_eq!(passed.len(), 1);
+            }
+        }
+        // One loop's 100 objects at most. Before, the entries of each loop's
+        // last 5 s (newer than the loop's newest pts minus the cooldown)
+        // were never pruned: about 50 a loop, 15,000 here.
+        assert!(throttle.cooldown_entries() <= 100, "{} entries", throttle.cooldown_entries());
+    }
+
+    #[test]
+    fn a_reconnected_camera_does_not_inherit_cooldowns_of_reused_ids() {
+        let config = ThrottleConfig { cooldown_seconds: 5.0, ..ThrottleConfig::default() };
+        let mut throttle = Throttle::new(config, BTreeMap::new());
+        let now = Instant::now();
+        // Object 7 alerted at 3 s, the stream runs on to 60 s.
+        assert_eq!(throttle.admit(alert(3 * SECOND, "person", Some(7), 0.9), now).len(), 1);
+        assert_eq!(throttle.admit(alert(60 * SECOND, "person", Some(1), 0.9), now).len(), 1);
+        // The camera reconnects: pts from 0 again, the new tracker's ids from
+        // 1 again. A new object 7 at 4 s is not the old one.
+        assert_eq!(throttle.admit(alert(SECOND / 2, "person", Some(1), 0.9), now).len(), 1);
+        assert_eq!(throttle.admit(alert(4 * SECOND, "person", Some(7), 0.9), now).len(), 1);
+        // Within the new timeline the cooldown still holds.
+        assert!(throttle.admit(alert(6 * SECOND, "person", Some(7), 0.9), now).is_empty());
+        // A small step back (an alert about an earlier frame) is no restart.
+        assert!(throttle.admit(alert(5 * SECOND + SECOND / 2, "person", Some(7), 0.9), now).is_empty());
     }
 
     fn run(throttle: &mut Throttle, alerts: Vec<Alert>) -> Vec<Alert> {
