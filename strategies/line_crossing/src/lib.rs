@@ -123,6 +123,8 @@ pub struct LineCrossing {
     labels: Vec<String>,
     counts: Counts,
     tracks: BTreeMap<u64, Track>,
+    /// The last frame's pts, to tell a restarted stream.
+    last_pts_ns: Option<u64>,
 }
 
 impl LineCrossing {
@@ -192,11 +194,21 @@ impl Strategy for LineCrossing {
             labels: context.class_labels.clone(),
             counts: Counts::new(),
             tracks: BTreeMap::new(),
+            last_pts_ns: None,
         })
     }
 
     fn process(&mut self, frame: &FrameHeader, objects: Objects<'_>) -> Result<Vec<Detection>, String> {
         let now = frame.pts_ns;
+        // A frame older than the last one: the stream restarted (the camera
+        // reconnected, the file looped). Its tracks belong to the old
+        // timeline: forgotten, so a new object that gets an old id does not
+        // inherit its sides, and a looping file's tracks do not pile up (the
+        // timeout below never passes for a loop's last seconds).
+        if self.last_pts_ns.is_some_and(|last| now < last) {
+            self.tracks.clear();
+        }
+        self.last_pts_ns = Some(now);
         let mut crossings = Vec::new();
         for object in objects.iter() {
             let Some(id) = object.track_id() else {
@@ -316,8 +328,14 @@ mod tests {
     }
 
     fn run(strategy: &mut LineCrossing, frames: &[Vec<Object>]) -> Vec<Vec<(String, String)>> {
+        run_from(strategy, 0, frames)
+    }
+
+    /// `frames` as the stream's frames `first`, `first + 1`, ... (30 fps).
+    fn run_from(strategy: &mut LineCrossing, first: usize, frames: &[Vec<Object>]) -> Vec<Vec<(String, String)>> {
         let mut out = Vec::new();
         for (n, objects) in frames.iter().enumerate() {
+            let n = first + n;
             let frame = FrameHeader {
                 source_id: "cam-1".into(),
                 frame_number: n as u64,
@@ -347,7 +365,7 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!(attr(&events[0], "direction"), "in");
         assert_eq!(attr(&events[0], "count"), "1");
-        let back = run(&mut lc, &[vec![at(300.0, 1)], vec![at(250.0, 1)]]);
+        let back = run_from(&mut lc, 5, &[vec![at(300.0, 1)], vec![at(250.0, 1)]]);
         assert_eq!(attr(&back[0], "direction"), "out");
         assert_eq!(attr(&back[0], "total_in"), "1");
         assert_eq!(attr(&back[0], "total_out"), "1");
@@ -372,6 +390,30 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_stream_forgets_the_old_tracks() {
+        let mut lc = LineCrossing::configure(CONFIG, &context()).unwrap();
+        // Object 1 crosses in, below the line.
+        let crossing = [vec![at(300.0, 1)], vec![at(600.0, 1)], vec![at(650.0, 1)], vec![at(700.0, 1)]];
+        assert_eq!(run(&mut lc, &crossing).len(), 1);
+        // The camera reconnects (pts from 0) and its new tracker gives id 1
+        // to an object standing above the line: not a crossing of the old one.
+        assert!(run(&mut lc, &[vec![at(300.0, 1)], vec![at(300.0, 1)], vec![at(300.0, 1)]]).is_empty());
+        // A looping file: every loop's objects get new ids, its pts restart.
+        let mut id = 10;
+        for _loop in 0..100 {
+            let frames: Vec<Vec<Object>> = (0..10)
+                .map(|_| {
+                    id += 1;
+                    vec![at(300.0, id)]
+                })
+                .collect();
+            run(&mut lc, &frames);
+        }
+        // Only the current loop's tracks are held (before: every loop's).
+        assert!(lc.tracks.len() <= 10, "{} tracks", lc.tracks.len());
+    }
+
+    #[test]
     fn crossing_beyond_segment_end_is_ignored() {
         let config = r#"{"lines": [{"name": "short", "start": [0, 0.5], "end": [0.3, 0.5]}]}"#;
         let mut lc = LineCrossing::configure(config, &context()).unwrap();
@@ -386,7 +428,7 @@ mod tests {
         let mut new = LineCrossing::configure(CONFIG, &context()).unwrap();
         new.load_state(&saved).unwrap();
         // Track 2 was seen above the line before the reload: it now counts.
-        let events = run(&mut new, &[vec![at(700.0, 2)], vec![at(700.0, 2)]]);
+        let events = run_from(&mut new, 4, &[vec![at(700.0, 2)], vec![at(700.0, 2)]]);
         assert_eq!(attr(&events[0], "total_in"), "2");
         assert!(new.load_state(b"not json").is_err());
         assert!(new.load_state(br#"{"version": 99, "counts": {}, "tracks": {}}"#).unwrap_err().contains("version 99"));

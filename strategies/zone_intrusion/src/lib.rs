@@ -63,6 +63,8 @@ pub struct ZoneIntrusion {
     lost_after_ns: u64,
     labels: Vec<String>,
     tracks: BTreeMap<u64, TrackState>,
+    /// The last frame's pts, to tell a restarted stream.
+    last_pts_ns: Option<u64>,
 }
 
 fn seconds_to_ns(seconds: f64) -> u64 {
@@ -70,6 +72,21 @@ fn seconds_to_ns(seconds: f64) -> u64 {
 }
 
 impl ZoneIntrusion {
+    /// Forgets the tracks whose last sighting is `lost`; each leaves the
+    /// zones it was in (`reason: lost`).
+    fn leave_lost(&mut self, lost: impl Fn(u64) -> bool, detections: &mut Vec<Detection>) {
+        let ids: Vec<u64> = self.tracks.iter().filter(|(_, t)| lost(t.last_seen_ns)).map(|(id, _)| *id).collect();
+        for id in ids {
+            if let Some(track) = self.tracks.remove(&id) {
+                for index in track.inside.keys() {
+                    let mut detection = self.event("zone_leave", &self.zones[*index], &track.last_object, Level::Low);
+                    detection.attributes.push(("reason".to_string(), "lost".to_string()));
+                    detections.push(detection);
+                }
+            }
+        }
+    }
+
     fn event(&self, pattern: &str, zone: &Zone, object: &Object, level: Level) -> Detection {
         let label = self.labels.get(object.class_id as usize).cloned().unwrap_or_default();
         dshost_sdk::detect(pattern)
@@ -129,12 +146,21 @@ impl Strategy for ZoneIntrusion {
             lost_after_ns: seconds_to_ns(config.lost_after_seconds),
             labels: context.class_labels.clone(),
             tracks: BTreeMap::new(),
+            last_pts_ns: None,
         })
     }
 
     fn process(&mut self, frame: &FrameHeader, objects: Objects<'_>) -> Result<Vec<Detection>, String> {
         let now = frame.pts_ns;
         let mut detections = Vec::new();
+        // A frame older than the last one: the stream restarted (the camera
+        // reconnected, the file looped). The old timeline's tracks are lost;
+        // kept, a looping file's tracks of a loop's last seconds would never
+        // pass `lost_after` and pile up.
+        if self.last_pts_ns.is_some_and(|last| now < last) {
+            self.leave_lost(|_| true, &mut detections);
+        }
+        self.last_pts_ns = Some(now);
         for object in objects.iter() {
             let Some(id) = object.track_id() else {
                 continue;
@@ -180,21 +206,7 @@ impl Strategy for ZoneIntrusion {
         }
         // Objects gone for too long leave every zone they were in.
         let lost_after = self.lost_after_ns;
-        let lost: Vec<u64> = self
-            .tracks
-            .iter()
-            .filter(|(_, t)| now.saturating_sub(t.last_seen_ns) > lost_after)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in lost {
-            if let Some(track) = self.tracks.remove(&id) {
-                for index in track.inside.keys() {
-                    let mut detection = self.event("zone_leave", &self.zones[*index], &track.last_object, Level::Low);
-                    detection.attributes.push(("reason".to_string(), "lost".to_string()));
-                    detections.push(detection);
-                }
-            }
-        }
+        self.leave_lost(|last_seen| now.saturating_sub(last_seen) > lost_after, &mut detections);
         Ok(detections)
     }
 }
@@ -244,6 +256,31 @@ mod tests {
         assert_eq!(step(&mut zone, 6 * SECOND, &[person_at(700.0, 1)]), vec![("zone_leave".into(), Some(1))]);
         assert_eq!(step(&mut zone, 7 * SECOND, &[person_at(100.0, 2)]), vec![("zone_enter".into(), Some(2))]);
         assert_eq!(step(&mut zone, 10 * SECOND, &[]), vec![("zone_leave".into(), Some(2))], "lost track leaves");
+    }
+
+    #[test]
+    fn a_restarted_stream_loses_the_old_tracks() {
+        let config = r#"{"zones": [{"name": "left", "polygon": [[0,0],[0.5,0],[0.5,1],[0,1]]}]}"#;
+        let mut zone = ZoneIntrusion::configure(config, &context()).unwrap();
+        assert_eq!(step(&mut zone, 5 * SECOND, &[person_at(300.0, 1)]), vec![("zone_enter".into(), Some(1))]);
+        // The stream restarts (pts from 0; a camera reconnected, a file
+        // looped): object 1 of the old timeline is lost at once, not kept
+        // until the new timeline passes 5 s.
+        assert_eq!(
+            step(&mut zone, 0, &[person_at(800.0, 2)]),
+            vec![("zone_leave".into(), Some(1))],
+            "the old track leaves"
+        );
+        // A looping file whose objects get new ids each loop: the tracks of a
+        // loop's last seconds do not pile up.
+        let mut id = 10;
+        for _loop in 0..100 {
+            for t in 0..10 {
+                id += 1;
+                step(&mut zone, t * SECOND / 10, &[person_at(800.0, id)]);
+            }
+        }
+        assert!(zone.tracks.len() <= 10, "{} tracks", zone.tracks.len());
     }
 
     #[test]
