@@ -22,6 +22,14 @@
 # Debian 12's heaptrack 1.4 the full soak deadlocked after 4 minutes (a
 # thread's dlopen of an NSS module held the loader lock while heaptrack's
 # malloc hook waited for it in another thread): good for short runs only.
+# DSHOST_SOAK_JEMALLOC_PROF=1 runs dshost on jemalloc with its sampling heap
+# profiler (Debian's libjemalloc2, and jeprof from libjemalloc-dev): jemalloc
+# dumps the live heap by call site after every 2^34 bytes allocated
+# (DSHOST_SOAK_JEMALLOC_INTERVAL sets the exponent; gdb cannot call into the
+# process on this VM to dump at set times), and the report lists what grew
+# from the first dump after the warm-up to the last. jemalloc replaces
+# glibc's malloc there, so that run's RSS is not the production figure: use
+# it to find what grows, not to measure the slope.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -137,12 +145,22 @@ sleep 1
 
 wrapper=()
 [ -n "${DSHOST_SOAK_HEAPTRACK:-}" ] && wrapper=(heaptrack -o "$DSHOST_SOAK_HEAPTRACK")
+jemalloc_prof="${DSHOST_SOAK_JEMALLOC_PROF:-0}"
+if [ "$jemalloc_prof" = 1 ]; then
+  jemalloc="$(ls /usr/lib/*-linux-gnu/libjemalloc.so.2 2>/dev/null | head -n 1)"
+  [ -n "$jemalloc" ] && command -v jeprof >/dev/null \
+    || { echo "soak: jemalloc's profiler missing (apt-get install libjemalloc2 libjemalloc-dev)" >&2; exit 1; }
+  # One sample per 64 KiB allocated on average: cheap, and a structure that
+  # grows by megabytes shows with its call site.
+  wrapper=(env "LD_PRELOAD=$jemalloc"
+    "MALLOC_CONF=prof:true,lg_prof_sample:16,lg_prof_interval:${DSHOST_SOAK_JEMALLOC_INTERVAL:-34},prof_prefix:$out/jeprof")
+fi
 RUST_LOG=info "${wrapper[@]}" "$dshost" --data-dir "$out/data" run --config "$out/soak.yaml" >"$out/dshost.log" 2>&1 &
 dshost_job=$!
 dshost_pid=$dshost_job
-# Under a wrapper, dshost is its child: sample that process.
+# Under heaptrack, dshost is its child: sample that process (env execs it).
 for _ in $(seq 1 100); do
-  [ "${#wrapper[@]}" -eq 0 ] && break
+  [ -z "${DSHOST_SOAK_HEAPTRACK:-}" ] && break
   child="$(pgrep -P "$dshost_job" -x dshost || true)"
   [ -n "$child" ] && dshost_pid="$child" && break
   sleep 0.1
@@ -300,3 +318,16 @@ axes[-1].set_xlabel("minutes")
 fig.tight_layout()
 fig.savefig(f"{out}/soak.png", dpi=100)
 PY
+if [ "$jemalloc_prof" = 1 ]; then
+  # What the live heap gained from the first dump after the warm-up to the
+  # last one, by function and with callers.
+  mapfile -t dumps < <(find "$out" -maxdepth 1 -name 'jeprof.*.heap' -newermt "@$((start + warmup_s))" -printf '%T@ %p\n' | sort -n | cut -d' ' -f2)
+  if [ "${#dumps[@]}" -ge 2 ]; then
+    echo "heap dumps compared: ${dumps[0]} -> ${dumps[-1]}" >"$out/heap-growth.txt"
+    jeprof --text --base="${dumps[0]}" "$dshost" "${dumps[-1]}" >>"$out/heap-growth.txt" 2>>"$out/jeprof.log"
+    jeprof --text --cum --base="${dumps[0]}" "$dshost" "${dumps[-1]}" >"$out/heap-growth-cum.txt" 2>>"$out/jeprof.log"
+    echo "soak: live-heap growth by call site in $out/heap-growth.txt and heap-growth-cum.txt"
+  else
+    echo "soak: fewer than two heap dumps after the warm-up (lower DSHOST_SOAK_JEMALLOC_INTERVAL)" >&2
+  fi
+fi
